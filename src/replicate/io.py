@@ -56,8 +56,9 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
     """Atomically write arrays to a compressed ``.npz`` file."""
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        # A file object, not a name: numpy would append ".npz" to a name ending in ".tmp".
+        np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})
     return Path(path)
 
 

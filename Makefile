@@ -1,0 +1,48 @@
+# Two commands do everything on a fresh machine with a bare Python 3.11 (no conda):
+#   make repro   build .venv if missing, then `dvc repro` at params.yaml's profile (default: cpu)
+#   make test    build .venv if missing, then unit tests + every notebook at smoke under nbval
+# Other targets: make env | lock | bench | clean-env
+PYTHON ?= python3.11
+VENV ?= .venv
+UV_VERSION ?= 0.13.9
+BIN := $(VENV)/bin
+# The lock pins torch's CPU build (2.13.0+cpu). It is read from /opt/wheels where that exists;
+# elsewhere from PyTorch's CPU wheel index (override TORCH_INDEX to change it).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
+# Unit tests, then notebooks. pytest exits 5 when it collects nothing: that is a failure here.
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: env repro test unit nbval bench lock clean-env
+
+$(BIN)/.installed: requirements/lock.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --python $(BIN)/python $(FIND_LINKS) requirements/lock.txt
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	touch $@
+
+env: $(BIN)/.installed
+
+repro: env
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+unit: env
+	$(PYTEST) tests
+
+nbval: env
+	$(PYTEST) --nbval-lax --nbval-sanitize-with .nbval_sanitize.cfg -p no:cacheprovider notebooks
+
+test: unit nbval
+
+bench: env
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+# Refresh the lock after changing dependencies in pyproject.toml (see README).
+lock: env
+	$(BIN)/uv pip compile pyproject.toml --extra rl --extra lm --extra dev --python-version 3.11 \
+	    -c requirements/constraints.txt $(FIND_LINKS) --no-emit-find-links --no-emit-index-url -o requirements/lock.txt
+
+clean-env:
+	rm -rf $(VENV)

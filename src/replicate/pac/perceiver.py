@@ -1,0 +1,271 @@
+"""The Perceiver actor-critic network of PAC (Springenberg et al. 2024, arXiv 2402.05546, Sec. 3.2, Fig. 2).
+
+Architecture, as the paper describes it (Sec. 3.2 "Scalable Architecture for Actor-Critic Learning",
+Fig. 2), reduced to the modalities we have (proprioception and task identity; no images, no language):
+
+1. **Per-modality tokenisation.** Every proprioceptive scalar becomes one token
+   ``e_d = o_d * w_d + p_d + m_P`` (a learned value projection ``w_d`` and position embedding ``p_d``
+   per observation dimension ``d``, plus a learned *proprioception* modality embedding ``m_P``). The
+   task identity becomes one token ``E_task[k] + m_T`` (a learned table; our stand-in for the paper's
+   language instruction tokens). Tasks with fewer observation dimensions than the widest task are
+   zero-padded and the padded tokens are *masked* out of the encoder's cross-attention.
+2. **Encoder.** A learned latent array ``z_0`` (``num_latents x d_model``) cross-attends to the input
+   tokens ``e_I``; ``num_self_attention`` pre-LayerNorm latent self-attention blocks follow (``z_M``).
+3. **Policy decoder.** Learned queries ``q_pi`` (one per action dimension) cross-attend to ``z_M`` and
+   output, per action dimension, the logits of a categorical distribution over ``num_action_bins``
+   equally spaced bins in [-1, 1] (the paper discretises continuous actions and outputs "the logits of
+   action distributions", Fig. 2 caption).
+4. **Critic decoder.** The action enters *late*, as in the paper ("a query q_Q based on the encoded
+   actions to cross-attend z_M", Fig. 2): the discretised action is embedded as
+   ``q_Q + sum_d E_act[d, bin_d]`` (a learned query plus one learned embedding per (dimension, bin), i.e.
+   a linear map of the concatenated one-hot action), and this query cross-attends to ``z_M``. Its
+   output gives the logits of a *distributional* (categorical) Q-function over ``num_value_bins``
+   atoms in ``[v_min, v_max]`` (Fig. 2: "action-specific logits of the distributional Q-function").
+   Because the action is only in the query, Q can be evaluated for many actions per state at the
+   cost of one small cross-attention each (this is why the paper fuses the action late).
+
+Sizes are configurable from ``tiny`` (CI) to about the paper's smallest model (see :data:`SIZES`).
+The paper's models range from ~32M to ~988M parameters (its model-size table); the ``paper_s``
+preset here approximates the smallest scale in width/depth only, since our token count is tiny.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class PerceiverConfig:
+    """Hyper-parameters of the Perceiver actor-critic (paper Sec. 3.2 / Fig. 2; sizes: see :data:`SIZES`).
+
+    Attributes:
+        obs_dim: widest proprioceptive observation over all tasks (narrower tasks are padded + masked).
+        action_dim: widest action over all tasks (narrower tasks are padded + masked).
+        num_tasks: number of task identities (one task token each).
+        d_model: token/latent width.
+        num_latents: size of the learned latent array ``z_0``.
+        num_heads: attention heads (all attention modules).
+        num_self_attention: latent self-attention blocks after the encoder cross-attention.
+        mlp_ratio: hidden width of every MLP block, as a multiple of ``d_model``.
+        num_action_bins: bins per action dimension in [-1, 1] (policy and critic action encoding).
+        num_value_bins: atoms of the categorical Q distribution.
+        v_min, v_max: support of the categorical Q distribution.
+    """
+
+    obs_dim: int
+    action_dim: int
+    num_tasks: int
+    d_model: int = 64
+    num_latents: int = 8
+    num_heads: int = 2
+    num_self_attention: int = 2
+    mlp_ratio: int = 4
+    num_action_bins: int = 11
+    num_value_bins: int = 51
+    v_min: float = 0.0
+    v_max: float = 100.0
+
+    def __post_init__(self):
+        for name in ("obs_dim", "action_dim", "num_tasks", "d_model", "num_latents", "num_heads", "mlp_ratio"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"PerceiverConfig.{name}={getattr(self, name)} must be >= 1")
+        if self.num_self_attention < 0:
+            raise ValueError(f"PerceiverConfig.num_self_attention={self.num_self_attention} must be >= 0")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
+        if self.num_action_bins < 2 or self.num_value_bins < 2:
+            raise ValueError("num_action_bins and num_value_bins must be >= 2")
+        if not self.v_max > self.v_min:
+            raise ValueError(f"v_max={self.v_max} must exceed v_min={self.v_min}")
+
+    @property
+    def action_bins(self) -> Array:
+        """Bin centres in [-1, 1], shape ``(num_action_bins,)``."""
+        return jnp.linspace(-1.0, 1.0, self.num_action_bins)
+
+    @property
+    def value_atoms(self) -> Array:
+        """Atoms of the categorical Q distribution, shape ``(num_value_bins,)``."""
+        return jnp.linspace(self.v_min, self.v_max, self.num_value_bins)
+
+    def num_input_tokens(self) -> int:
+        return self.obs_dim + 1
+
+
+#: Size presets: (d_model, num_latents, num_heads, num_self_attention). ``tiny`` is for CI;
+#: ``xs``..``m`` for the CPU isoFLOP sweep; ``paper_s`` approximates the width/depth of the paper's
+#: smallest model (its exact table could not be transcribed here; treat as approximate).
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(d_model=32, num_latents=4, num_heads=2, num_self_attention=1),
+    "xs": dict(d_model=48, num_latents=8, num_heads=2, num_self_attention=2),
+    "s": dict(d_model=64, num_latents=8, num_heads=4, num_self_attention=2),
+    "m": dict(d_model=128, num_latents=16, num_heads=4, num_self_attention=3),
+    "l": dict(d_model=256, num_latents=16, num_heads=8, num_self_attention=4),
+    "paper_s": dict(d_model=768, num_latents=32, num_heads=12, num_self_attention=6),
+}
+
+
+def make_config(size: str, **kwargs: Any) -> PerceiverConfig:
+    """A :class:`PerceiverConfig` from a size preset name (see :data:`SIZES`) plus task dimensions."""
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
+    return PerceiverConfig(**{**SIZES[size], **kwargs})
+
+
+class MLP(nn.Module):
+    hidden: int
+    out: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.out)(nn.gelu(nn.Dense(self.hidden)(x)))
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-LN cross-attention ``q <- q + Attn(LN q, LN kv)`` then ``q <- q + MLP(LN q)``; ``kv_mask`` (B, K) bool."""
+
+    num_heads: int
+    mlp_ratio: int
+
+    @nn.compact
+    def __call__(self, q, kv, kv_mask=None):
+        d = q.shape[-1]
+        mask = None if kv_mask is None else kv_mask[:, None, None, :]
+        q = q + nn.MultiHeadDotProductAttention(num_heads=self.num_heads, deterministic=True)(
+            nn.LayerNorm()(q), nn.LayerNorm()(kv), mask=mask
+        )
+        return q + MLP(self.mlp_ratio * d, d)(nn.LayerNorm()(q))
+
+
+class SelfAttentionBlock(nn.Module):
+    num_heads: int
+    mlp_ratio: int
+
+    @nn.compact
+    def __call__(self, z):
+        d = z.shape[-1]
+        h = nn.LayerNorm()(z)
+        z = z + nn.MultiHeadDotProductAttention(num_heads=self.num_heads, deterministic=True)(h, h)
+        return z + MLP(self.mlp_ratio * d, d)(nn.LayerNorm()(z))
+
+
+class PerceiverActorCritic(nn.Module):
+    """PAC network. ``encode`` -> ``z_M``; ``policy_logits(z_M)``; ``q_logits(z_M, action_bins)``.
+
+    Shapes (B = batch): ``obs`` (B, obs_dim) float, ``obs_mask`` (B, obs_dim) bool, ``task`` (B,) int,
+    ``action_idx`` (B, action_dim) int bin indices, ``action_mask`` (B, action_dim) bool.
+    """
+
+    cfg: PerceiverConfig
+
+    def setup(self):
+        c = self.cfg
+        init = nn.initializers.normal(0.02)
+        self.obs_value_w = self.param("obs_value_w", init, (c.obs_dim, c.d_model))
+        self.obs_pos = self.param("obs_pos", init, (c.obs_dim, c.d_model))
+        self.modality = self.param("modality", init, (2, c.d_model))  # 0: proprioception, 1: task
+        self.task_embed = nn.Embed(c.num_tasks, c.d_model, embedding_init=init)
+        self.latents = self.param("latents", init, (c.num_latents, c.d_model))
+        self.encoder = CrossAttentionBlock(c.num_heads, c.mlp_ratio)
+        self.blocks = [SelfAttentionBlock(c.num_heads, c.mlp_ratio) for _ in range(c.num_self_attention)]
+        self.final_ln = nn.LayerNorm()
+        self.policy_queries = self.param("policy_queries", init, (c.action_dim, c.d_model))
+        self.policy_decoder = CrossAttentionBlock(c.num_heads, c.mlp_ratio)
+        self.policy_head = nn.Dense(c.num_action_bins, kernel_init=nn.initializers.zeros)
+        self.q_query = self.param("q_query", init, (c.d_model,))
+        self.action_embed = self.param("action_embed", init, (c.action_dim, c.num_action_bins, c.d_model))
+        self.q_decoder = CrossAttentionBlock(c.num_heads, c.mlp_ratio)
+        self.q_head = nn.Dense(c.num_value_bins, kernel_init=nn.initializers.zeros)
+
+    def tokens(self, obs, obs_mask, task):
+        """Input tokens ``e_I`` (B, obs_dim + 1, d) and their mask (B, obs_dim + 1)."""
+        obs = jnp.where(obs_mask, obs, 0.0)
+        proprio = obs[..., None] * self.obs_value_w + self.obs_pos + self.modality[0]
+        task_tok = self.task_embed(task)[:, None, :] + self.modality[1]
+        mask = jnp.concatenate([obs_mask, jnp.ones(task.shape + (1,), bool)], axis=-1)
+        return jnp.concatenate([proprio, task_tok], axis=1), mask
+
+    def encode(self, obs, obs_mask, task):
+        """Latent encoding ``z_M`` (B, num_latents, d)."""
+        e, mask = self.tokens(obs, obs_mask, task)
+        z = jnp.broadcast_to(self.latents, (obs.shape[0],) + self.latents.shape)
+        z = self.encoder(z, e, mask)
+        for blk in self.blocks:
+            z = blk(z)
+        return self.final_ln(z)
+
+    def policy_logits(self, z, action_mask):
+        """Per-dimension action logits (B, action_dim, num_action_bins); padded dimensions are uniform (0)."""
+        q = jnp.broadcast_to(self.policy_queries, (z.shape[0],) + self.policy_queries.shape)
+        logits = self.policy_head(self.policy_decoder(q, z))
+        return jnp.where(action_mask[..., None], logits, 0.0)
+
+    def q_logits(self, z, action_idx, action_mask):
+        """Logits of the categorical Q distribution (B, num_value_bins) for discretised actions ``action_idx``."""
+        c = self.cfg
+        onehot = jax.nn.one_hot(action_idx, c.num_action_bins) * action_mask[..., None]  # (B, A, K)
+        query = self.q_query + jnp.einsum("bak,akd->bd", onehot, self.action_embed)
+        out = self.q_decoder(query[:, None, :], z)[:, 0]
+        return self.q_head(out)
+
+    def __call__(self, obs, obs_mask, task, action_idx, action_mask):
+        z = self.encode(obs, obs_mask, task)
+        return self.policy_logits(z, action_mask), self.q_logits(z, action_idx, action_mask)
+
+
+# ----------------------------------------------------------------------------------------------
+# Action and value representations (paper Sec. 3.2: discretised actions, categorical critic).
+
+
+def discretise_actions(actions: Array, num_bins: int) -> Array:
+    """Continuous actions in [-1, 1] -> nearest bin index in ``0..num_bins-1`` (int32)."""
+    a = jnp.clip(actions, -1.0, 1.0)
+    return jnp.round((a + 1.0) * 0.5 * (num_bins - 1)).astype(jnp.int32)
+
+
+def undiscretise_actions(idx: Array, num_bins: int) -> Array:
+    """Bin index -> bin centre in [-1, 1]."""
+    return idx.astype(jnp.float32) * (2.0 / (num_bins - 1)) - 1.0
+
+
+def q_mean(q_logits: Array, atoms: Array) -> Array:
+    """Expected value of the categorical Q distribution, ``sum_i softmax(logits)_i z_i``."""
+    return jnp.sum(jax.nn.softmax(q_logits, axis=-1) * atoms, axis=-1)
+
+
+def param_count(params) -> int:
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
+
+
+def init_params(cfg: PerceiverConfig, key: Array):
+    """Initialise the network's parameters with dummy inputs of batch 1."""
+    model = PerceiverActorCritic(cfg)
+    obs = jnp.zeros((1, cfg.obs_dim))
+    om = jnp.ones((1, cfg.obs_dim), bool)
+    am = jnp.ones((1, cfg.action_dim), bool)
+    return model, model.init(key, obs, om, jnp.zeros((1,), jnp.int32), jnp.zeros((1, cfg.action_dim), jnp.int32), am)
+
+
+def flops_per_sample(cfg: PerceiverConfig, num_policy_samples: int = 0) -> float:
+    """Approximate forward FLOPs per sample (2 x multiply-adds of the matmuls; attention scores included).
+
+    Used for the isoFLOP sweep (training FLOPs ~ 3 x forward, Kaplan et al. 2020 / the paper's
+    FLOP accounting). ``num_policy_samples`` extra critic-decoder passes for the sampled actions.
+    """
+    d, n, t, a = cfg.d_model, cfg.num_latents, cfg.num_input_tokens(), cfg.action_dim
+    h = cfg.mlp_ratio * d
+
+    def xattn(nq, nk):  # q, k, v, o projections + scores + weighted sum + MLP
+        return 2 * (nq * d * d * 2 + nk * d * d * 2 + 2 * nq * nk * d + 2 * nq * d * h)
+
+    enc = xattn(n, t) + cfg.num_self_attention * xattn(n, n)
+    pol = xattn(a, n) + 2 * a * d * cfg.num_action_bins
+    qdec = xattn(1, n) + 2 * d * cfg.num_value_bins + 2 * a * d
+    return float(enc + pol + (1 + num_policy_samples) * qdec)
