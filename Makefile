@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine with a bare Python 3.11 (no conda):
 #   make repro   build .venv if missing, then `dvc repro` at params.yaml's profile (default: cpu)
 #   make test    build .venv if missing, then unit tests + every notebook at smoke under nbval
-# Other targets: make env | lock | bench | clean-env
+# Other targets: make env | unit | nbval | lock | bench | clean-env
 PYTHON ?= python3.11
 VENV ?= .venv
 UV_VERSION ?= 0.13.9
@@ -28,13 +28,17 @@ env: $(BIN)/.installed
 repro: env
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
+NBVAL := --nbval-lax --nbval-sanitize-with .nbval_sanitize.cfg
+
+# One pytest run, one closing summary line: unit tests and every notebook (smoke defaults) under nbval.
+test: env
+	$(PYTEST) $(NBVAL) tests notebooks
+
 unit: env
 	$(PYTEST) tests
 
 nbval: env
-	$(PYTEST) --nbval-lax --nbval-sanitize-with .nbval_sanitize.cfg -p no:cacheprovider notebooks
-
-test: unit nbval
+	$(PYTEST) $(NBVAL) notebooks
 
 bench: env
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
