@@ -49,3 +49,16 @@ def test_metrics_embed_run_record_and_reject_nan(tmp_path, monkeypatch):
         metrics.write_metrics("nb", {"per_seed": [1.0, float("nan")]}, run)
     with pytest.raises(ParameterError):
         runinfo.start("laptop")
+
+
+def test_time_call_measures_sleep_and_results_are_written(tmp_path, monkeypatch):
+    import time
+
+    from replicate import benchmarking
+
+    timing = benchmarking.time_call(lambda: time.sleep(0.01), repeats=3, min_time_s=0.0)
+    assert 0.009 < timing["median_s"] < 0.1 and timing["inner"] == 1
+    monkeypatch.setenv("REPLICATE_ROOT", str(tmp_path))
+    md = benchmarking.write_results("toy", [{"case": "a", "ratio": 2.0}], title="Toy")
+    assert "| case | ratio |" in md.read_text() and "| a | 2 |" in md.read_text()
+    assert json.loads((tmp_path / "benchmarks" / "results" / "toy.json").read_text())["rows"] == [{"case": "a", "ratio": 2.0}]
