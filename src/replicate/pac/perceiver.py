@@ -244,13 +244,16 @@ def param_count(params) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
-def init_params(cfg: PerceiverConfig, key: Array):
-    """Initialise the network's parameters with dummy inputs of batch 1."""
+def init_params(cfg: PerceiverConfig, key: Array, *, abstract: bool = False):
+    """Initialise the network's parameters with dummy inputs of batch 1 (``abstract``: shapes only)."""
     model = PerceiverActorCritic(cfg)
     obs = jnp.zeros((1, cfg.obs_dim))
     om = jnp.ones((1, cfg.obs_dim), bool)
     am = jnp.ones((1, cfg.action_dim), bool)
-    return model, model.init(key, obs, om, jnp.zeros((1,), jnp.int32), jnp.zeros((1, cfg.action_dim), jnp.int32), am)
+    args = (obs, om, jnp.zeros((1,), jnp.int32), jnp.zeros((1, cfg.action_dim), jnp.int32), am)
+    if abstract:
+        return model, jax.eval_shape(model.init, key, *args)
+    return model, jax.jit(model.init)(key, *args)
 
 
 def flops_per_sample(cfg: PerceiverConfig, num_policy_samples: int = 0) -> float:
