@@ -28,6 +28,8 @@ here, and the NumPy transcription in :mod:`replicate.recode.reference` makes the
   ``P(j) ∝ 1/c_j^2`` a zero count has infinite weight, so empty slots are always evicted first
   (lowest index first), with no count to hand over. An embedding that finds no atom at all
   (empty memory) is inserted unconditionally: there is nothing to merge it into.
+* **Filling the memory** (``free_fill``): while empty slots remain, the coin flip ``u < eta``
+  is skipped (only the distance test applies), since such an insertion evicts nothing.
 * **Count floor.** ``1/c^2`` uses ``max(c, count_floor)``: atoms whose discounted count fell below
   the floor (not visited for ``log(floor)/log(gamma)`` steps) are equally likely to go.
 * **Initial d_m^2.** The first embedding that has at least one atom sets ``d_m^2`` to its k-NN
@@ -39,8 +41,10 @@ here, and the NumPy transcription in :mod:`replicate.recode.reference` makes the
   algorithm is written for one embedding). A batch of ``B`` embeddings is processed as ``B``
   consecutive runs of Algorithm 1 in batch order, except that what needs a pass over the whole
   memory is read from the memory *as it was before the batch*: (i) each embedding's distances to
-  the atoms, hence its reward, pseudo-count and k-NN set (rewards are simultaneous: every actor
-  queries the same memory); (ii) the eviction weights ``1/c^2`` (evictees are drawn without
+  the pre-batch atoms (not their moved centres), hence its reward and pseudo-count (rewards are
+  simultaneous: every actor queries the same memory) and its k-NN candidates (the k nearest
+  pre-batch atoms, minus those evicted earlier in the batch, plus the atoms created earlier in
+  the batch); (ii) the eviction weights ``1/c^2`` (evictees are drawn without
   replacement from the pre-batch counts by Gumbel-top-B, so no two insertions of a batch take the
   same slot); (iii) the neighbours of evicted atoms. Everything else is sequential and exact: the
   ``d_m^2`` recursion, the per-embedding discount, merges of several embeddings into one atom
@@ -55,8 +59,9 @@ Hyper-parameter defaults: ``memory_size = 5e4`` and ``gamma = 0.999`` are the pa
 ``tau``, ``eta``, ``epsilon`` and ``c`` are in the arXiv version's appendix table, which we could not
 read from this machine: the defaults below are NGU's values for the shared quantities
 (``k = 10``, ``epsilon = 1e-3``, ``c = 1e-3``; Badia et al. 2020, App. F) and our choices for the
-others (``kappa = 1``: insert when the nearest atom lies outside the kernel ball; ``tau = 1e-3``;
-``eta = 0.1``). Every one is a parameter; the notebook ablates ``eta``, ``gamma``, the memory size
+others (``kappa = 0.5``, ``tau = 1e-3``, ``eta = 0.1``). With ``kappa >= 1`` an embedding equidistant
+from its k nearest atoms (e.g. a new, isolated state) hardly ever passes the test, since d_m^2 is
+the mean over those same distances; ``kappa = 0.5`` creates an atom for it and merges noise. Every one is a parameter; the notebook ablates ``eta``, ``gamma``, the memory size
 and the eviction rule.
 """
 
@@ -96,11 +101,16 @@ class RecodeConfig:
         neighbours of an evictee are evicted in the same batch.
     max_insertions: cap on insertions per call (None: the batch size, i.e. no cap). Insertions
         over the cap merge instead (reported in the step info); a speed knob, off by default.
+    free_fill: while the memory has empty slots, an embedding that passes the distance test is
+        inserted without the coin flip ``u < eta`` (nothing is evicted, so there is nothing to
+        throttle). Our choice for the start-up phase, which the paper does not describe; without
+        it a mostly empty memory merges far-apart embeddings into its few atoms, and because d_m^2
+        then averages over those far atoms it stays large and the memory can stay nearly empty.
     """
 
     memory_size: int = 50_000
     k: int = 10
-    kappa: float = 1.0
+    kappa: float = 0.5
     tau: float = 1e-3
     gamma: float = 0.999
     eta: float = 0.1
@@ -111,6 +121,7 @@ class RecodeConfig:
     discount_per: str = "embedding"
     redistribute_neighbours: int = 4
     max_insertions: int | None = None
+    free_fill: bool = True
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -232,6 +243,29 @@ def _sqdist(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.maximum(d, 0.0)
 
 
+def smallest_k(d2: jax.Array, k: int, block: int = 128) -> tuple[jax.Array, jax.Array]:
+    """The k smallest entries of each row of ``d2`` (values ascending, indices), exactly.
+
+    ``lax.top_k`` over a (256, 5e4) matrix is slow on CPU, so for wide rows we first take the
+    minimum of each block of ``block`` columns, keep the k blocks with the smallest minima (they
+    contain the k smallest entries: a block holding one of them has its minimum at or below the
+    k-th smallest value, every other block at or above it) and run ``top_k`` on those k blocks.
+    """
+    n, m = d2.shape
+    k = min(k, m)
+    if m <= 8 * block or m <= k * block:
+        neg, idx = jax.lax.top_k(-d2, k)
+        return -neg, idx.astype(jnp.int32)
+    nb = -(-m // block)
+    pad = nb * block - m
+    dp = jnp.pad(d2, ((0, 0), (0, pad)), constant_values=jnp.inf).reshape(n, nb, block)
+    _, bi = jax.lax.top_k(-jnp.min(dp, axis=2), k)  # (n, k) candidate blocks
+    cand = jnp.take_along_axis(dp, bi[:, :, None], axis=1).reshape(n, k * block)
+    neg, ci = jax.lax.top_k(-cand, k)
+    idx = jnp.take_along_axis(bi, ci // block, axis=1) * block + ci % block
+    return -neg, idx.astype(jnp.int32)
+
+
 def _kernel_count(cfg: RecodeConfig, d2: jax.Array, counts: jax.Array, dm2: jax.Array) -> jax.Array:
     """N = sum_l (1 + c_l) K(f_l, e) with Eq. (3); d2 is (B, M) with inf at empty slots."""
     safe = jnp.where(dm2 > 0, dm2, 1.0)
@@ -284,8 +318,7 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
     # ---- pre-batch snapshot: rewards, k-NN, eviction ranking (Alg. 1 l.1-3, l.10)
     d2, count = _query(cfg, state, e)
     reward = _reward(cfg, count)
-    neg, knn_idx = jax.lax.top_k(-d2, k)
-    knn_d2 = -neg  # (B, k) ascending; inf where fewer than k atoms
+    knn_d2, knn_idx = smallest_k(d2, k)  # (B, k) ascending; inf where fewer than k atoms
     scores = _eviction_scores(cfg, state.counts * gamma, state.filled, noise.g)
     _, ranked = jax.lax.top_k(scores, R)  # evictee of the m-th insertion of this batch
     ranked = ranked.astype(jnp.int32)
@@ -296,27 +329,33 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
     def decide(carry, b):
         dm2, ready, n_ins, ins_mask, ins_slot = carry
         kd, ki = knn_d2[b], knn_idx[b]
-        valid = jnp.isfinite(kd)
+        # atoms now: pre-batch k-NN not evicted earlier in this batch, and atoms created earlier
+        evicted = jnp.any((ki[:, None] == ranked[None, :]) & (jnp.arange(R)[None, :] < n_ins), axis=1)
+        surv = jnp.isfinite(kd) & ~evicted
+        dn = jnp.where(ins_mask, intra[b], jnp.inf)
+        # l.3-4: k nearest of those, d_m^2 running mean (first k-NN mean initialises it)
+        near = -jax.lax.top_k(-jnp.concatenate([jnp.where(surv, kd, jnp.inf), dn]), k)[0]
+        valid = jnp.isfinite(near)
         nv = jnp.sum(valid)
-        mean = jnp.sum(jnp.where(valid, kd, 0.0)) / jnp.maximum(nv, 1)
-        new_dm2 = jnp.where(ready, (1.0 - cfg.tau) * dm2 + cfg.tau * mean, mean)  # Alg. 1 l.4
+        mean = jnp.sum(jnp.where(valid, near, 0.0)) / jnp.maximum(nv, 1)
+        new_dm2 = jnp.where(ready, (1.0 - cfg.tau) * dm2 + cfg.tau * mean, mean)
         dm2 = jnp.where(nv > 0, new_dm2, dm2)
         ready = ready | (nv > 0)
-        # nearest atom (l.6): pre-batch k-NN not evicted earlier in this batch, or a new atom
-        evicted = jnp.any((ki[:, None] == ranked[None, :]) & (jnp.arange(R)[None, :] < n_ins), axis=1)
-        surv = valid & ~evicted
+        # l.6: nearest atom
         first = jnp.argmax(surv)
         d_pre = jnp.where(jnp.any(surv), kd[first], jnp.inf)
         t_pre = ki[first]
-        dn = jnp.where(ins_mask, intra[b], jnp.inf)
         a = jnp.argmin(dn)
         use_new = dn[a] < d_pre
         dist = jnp.where(use_new, dn[a], d_pre)
         target = jnp.where(use_new, ins_slot[a], t_pre)
         no_atom = ~jnp.isfinite(dist)
-        want = no_atom | ((dist > cfg.kappa * dm2) & (noise.u[b] < cfg.eta))  # l.7-8
-        do_ins = want & (n_ins < R)
         slot_new = ranked[jnp.minimum(n_ins, R - 1)]
+        coin = noise.u[b] < cfg.eta
+        if cfg.free_fill:
+            coin = coin | ~state.filled[slot_new]
+        want = no_atom | ((dist > cfg.kappa * dm2) & coin)  # l.7-8
+        do_ins = want & (n_ins < R)
         slot = jnp.where(do_ins, slot_new, jnp.where(no_atom, -1, target))
         ins_mask = ins_mask.at[b].set(do_ins)
         ins_slot = ins_slot.at[b].set(jnp.where(do_ins, slot_new, -1))
@@ -332,9 +371,9 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
         dd = _sqdist(state.atoms[rows], state.atoms)
         dd = jnp.where(state.filled[None, :], dd, jnp.inf)
         dd = dd.at[jnp.arange(n_rows), rows].set(jnp.inf)
-        neg_r, idx_r = jax.lax.top_k(-dd, kr)
+        val_r, idx_r = smallest_k(dd, kr)
         pad = R - n_rows
-        return (jnp.pad(-neg_r, ((0, pad), (0, 0)), constant_values=jnp.inf), jnp.pad(idx_r, ((0, pad), (0, 0))).astype(jnp.int32))
+        return (jnp.pad(val_r, ((0, pad), (0, 0)), constant_values=jnp.inf), jnp.pad(idx_r, ((0, pad), (0, 0))))
 
     sizes = sorted({min(R, 1), min(R, 8), min(R, 32), R})
     branches = [functools.partial(evictee_nbrs, s) for s in sizes]

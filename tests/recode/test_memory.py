@@ -1,0 +1,213 @@
+"""RECODE memory (JAX) against the NumPy transcription of Algorithm 1, invariants and known limits."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from replicate.recode import memory as rm
+from replicate.recode.reference import ReferenceMemory
+
+
+def _stream(T, d, seed):
+    """A non-stationary stream: a centre that drifts and a spread that grows (cf. ICLR Fig. 1)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[:, None]
+    centre = np.stack([np.sin(t[:, 0] / 60.0), np.cos(t[:, 0] / 90.0)] + [np.zeros(T)] * (d - 2), axis=1) * 3
+    return (centre + rng.normal(size=(T, d)) * (0.5 + t / T)).astype(np.float32)
+
+
+def _run_both(cfg, xs, seed=0):
+    st = rm.init(cfg, xs.shape[1])
+    ref = ReferenceMemory(cfg, xs.shape[1])
+    key = jax.random.PRNGKey(seed)
+    outs = []
+    for t in range(xs.shape[0]):
+        key, sk = jax.random.split(key)
+        nz = rm.draw_noise(cfg, sk, 1)
+        st, out = rm.step(cfg, st, xs[t : t + 1], noise=nz)
+        r, c, ins, slot = ref.step(xs[t].astype(np.float64), float(nz.u[0]), np.asarray(nz.g, np.float64))
+        outs.append((float(out.reward[0]), r, float(out.count[0]), c, bool(out.inserted[0]), ins, int(out.slot[0]), slot))
+    return st, ref, outs
+
+
+@pytest.mark.parametrize("eviction", ["inverse_square", "inverse", "smallest", "uniform"])
+def test_batch_of_one_equals_reference(eviction):
+    cfg = rm.RecodeConfig(memory_size=24, k=4, kappa=0.5, tau=0.05, gamma=0.98, eta=0.8, eviction=eviction)
+    xs = _stream(260, 3, seed=1)
+    st, ref, outs = _run_both(cfg, xs)
+    o = np.array([x[:4] for x in outs])
+    decisions = [(x[4], x[6]) for x in outs]
+    ref_decisions = [(x[5], x[7]) for x in outs]
+    assert decisions == ref_decisions  # same insert/merge choice and the same slot, every step
+    assert sum(x[5] for x in outs) > 40  # the stream exercised evictions, not only merges
+    np.testing.assert_allclose(o[:, 0], o[:, 1], rtol=2e-4)  # rewards
+    np.testing.assert_allclose(o[:, 2], o[:, 3], rtol=2e-4, atol=1e-4)  # pseudo-counts
+    np.testing.assert_allclose(np.asarray(st.atoms), ref.atoms, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(st.counts), ref.counts, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(st.filled), ref.filled)
+    assert float(st.dm2) == pytest.approx(ref.dm2, rel=1e-4)
+
+
+def _count_mass_after(T, gamma):
+    return sum(gamma**t for t in range(T))
+
+
+def test_total_count_mass_is_the_discounted_number_of_embeddings():
+    """Every embedding adds 1 (merge or insertion), evictions hand their count over, then all decay."""
+    cfg = rm.RecodeConfig(memory_size=64, k=5, tau=0.02, gamma=0.995, eta=0.3)
+    xs = _stream(64 * 24, 4, seed=2).reshape(24, 64, 4)
+    st = rm.init(cfg, 4)
+    key = jax.random.PRNGKey(3)
+    for t in range(xs.shape[0]):
+        key, sk = jax.random.split(key)
+        st, out = rm.step(cfg, st, xs[t], sk)
+        assert int(out.dropped_insertions) == 0
+    assert float(jnp.sum(st.counts)) == pytest.approx(_count_mass_after(64 * 24, 0.995), rel=1e-4)
+    assert 10 < int(jnp.sum(st.filled)) <= 64
+    assert float(jnp.min(st.counts)) >= 0.0
+    # per-call discount: gamma once per batch of 64, then +64
+    cfg2 = rm.RecodeConfig(memory_size=64, k=5, tau=0.02, gamma=0.9, eta=0.3, discount_per="call")
+    st2 = rm.init(cfg2, 4)
+    for t in range(10):
+        st2, _ = rm.step(cfg2, st2, xs[t], jax.random.PRNGKey(t))
+    expected = sum(64 * 0.9**i for i in range(10))
+    assert float(jnp.sum(st2.counts)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_batched_memory_agrees_statistically_with_sequential_reference():
+    """B = 32 embeddings per call vs. one at a time over a long drifting stream."""
+    cfg = rm.RecodeConfig(memory_size=48, k=5, kappa=0.5, tau=0.01, gamma=0.998, eta=0.2)
+    T = 32 * 60
+    xs = _stream(T, 3, seed=4)
+    st = rm.init(cfg, 3)
+    key = jax.random.PRNGKey(5)
+    rewards_b, ins_b = [], 0
+    for t in range(0, T, 32):
+        key, sk = jax.random.split(key)
+        st, out = rm.step(cfg, st, xs[t : t + 32], sk)
+        rewards_b.append(np.asarray(out.reward))
+        ins_b += int(out.inserted.sum())
+    ref = ReferenceMemory(cfg, 3)
+    rng = np.random.default_rng(6)
+    rewards_s, ins_s = [], 0
+    for t in range(T):
+        r, _, ins, _ = ref.step(xs[t].astype(np.float64), rng.uniform(), rng.gumbel(size=cfg.memory_size))
+        rewards_s.append(r)
+        ins_s += ins
+    rewards_b = np.concatenate(rewards_b)
+    rewards_s = np.asarray(rewards_s)
+    late = slice(T // 2, T)
+    assert np.mean(rewards_b[late]) == pytest.approx(np.mean(rewards_s[late]), rel=0.15)
+    assert ins_b == pytest.approx(ins_s, rel=0.25)
+    assert float(st.dm2) == pytest.approx(ref.dm2, rel=0.25)
+    # the count mass sits in the same places: mass per quadrant of the first two coordinates
+    def quadrant_mass(atoms, counts):
+        q = (atoms[:, 0] > 0).astype(int) * 2 + (atoms[:, 1] > 0).astype(int)
+        return np.array([counts[q == i].sum() for i in range(4)])
+
+    fb = np.asarray(st.filled)
+    mass_b = quadrant_mass(np.asarray(st.atoms)[fb], np.asarray(st.counts)[fb])
+    mass_s = quadrant_mass(ref.atoms[ref.filled], ref.counts[ref.filled])
+    np.testing.assert_allclose(mass_b / mass_b.sum(), mass_s / mass_s.sum(), atol=0.06)
+
+
+def test_cluster_counts_track_discounted_visits():
+    """Well-separated clusters: the counts of the atoms of each cluster sum to its discounted visits."""
+    rng = np.random.default_rng(7)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], np.float32)
+    probs = np.array([0.55, 0.25, 0.15, 0.05])
+    T, B, gamma = 40, 50, 0.999
+    cfg = rm.RecodeConfig(memory_size=40, k=3, kappa=0.3, tau=0.05, gamma=gamma, eta=0.05)
+    st = rm.init(cfg, 2)
+    true = np.zeros(4)
+    for t in range(T):
+        lab = rng.choice(4, size=B, p=probs)
+        e = centres[lab] + rng.normal(size=(B, 2)).astype(np.float32) * 0.3
+        st, _ = rm.step(cfg, st, e, jax.random.PRNGKey(100 + t))
+        for l in lab:  # sequential discount, matching the per-embedding rule
+            true = true * gamma
+            true[l] += 1
+    atoms = np.asarray(st.atoms)[np.asarray(st.filled)]
+    counts = np.asarray(st.counts)[np.asarray(st.filled)]
+    owner = np.argmin(((atoms[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    est = np.array([counts[owner == c].sum() for c in range(4)])
+    np.testing.assert_allclose(est, true, rtol=0.01)
+
+
+def test_simultaneous_new_points_create_one_atom_not_many():
+    cfg = rm.RecodeConfig(memory_size=16, k=2, eta=1.0, kappa=1.0, tau=0.1)
+    st = rm.init(cfg, 2)
+    st, _ = rm.step(cfg, st, np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32), jax.random.PRNGKey(0))
+    far = np.array([[50.0, 50.0]], np.float32) + np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32) * 1e-3
+    st2, out = rm.step(cfg, st, far, jax.random.PRNGKey(1))
+    assert int(out.inserted.sum()) == 1  # the other 7 merge into the atom created by the first
+    assert int(jnp.sum(st2.filled)) == int(jnp.sum(st.filled)) + 1
+
+
+def test_eta_zero_never_inserts_after_the_first_atom_and_rewards_fall():
+    cfg = rm.RecodeConfig(memory_size=16, k=2, eta=0.0, tau=0.1, gamma=1.0, free_fill=False)
+    st = rm.init(cfg, 2)
+    xs = np.random.default_rng(1).normal(size=(20, 8, 2)).astype(np.float32)
+    for t in range(20):
+        st, out = rm.step(cfg, st, xs[t], jax.random.PRNGKey(t))
+    assert int(jnp.sum(st.filled)) == 1
+    assert float(jnp.sum(st.counts)) == pytest.approx(160.0)
+    # at the atom itself K = 1, so N = 1 + c and r = 1 / (sqrt(1 + c) + c0) (Eqs. 2-3)
+    atom = np.asarray(st.atoms)[np.asarray(st.filled)]
+    r, n = rm.reward(cfg, st, atom)
+    assert float(n[0]) == pytest.approx(161.0, rel=1e-5)
+    assert float(r[0]) == pytest.approx(1.0 / (np.sqrt(161.0) + cfg.c), rel=1e-5)
+    # outside the d_m^2 ball the count is 0 and the reward is 1 / c
+    r_far, n_far = rm.reward(cfg, st, atom + 10.0 * np.sqrt(float(st.dm2)))
+    assert float(n_far[0]) == 0.0 and float(r_far[0]) == pytest.approx(1.0 / cfg.c)
+
+
+def test_run_stream_equals_a_python_loop_of_steps():
+    cfg = rm.RecodeConfig(memory_size=20, k=3, eta=0.3, tau=0.05)
+    xs = _stream(8 * 12, 3, seed=9).reshape(12, 8, 3)
+    key = jax.random.PRNGKey(11)
+    st_scan, out_scan = rm.run_stream(cfg, rm.init(cfg, 3), xs, key)
+    st = rm.init(cfg, 3)
+    for t, kk in enumerate(jax.random.split(key, 12)):
+        st, out = rm.step(cfg, st, xs[t], kk)
+    np.testing.assert_allclose(np.asarray(st.atoms), np.asarray(st_scan.atoms), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.reward), np.asarray(out_scan.reward[-1]), rtol=1e-5)
+
+
+def test_smallest_k_matches_top_k_on_wide_rows():
+    rng = np.random.default_rng(0)
+    d = jnp.asarray(rng.exponential(size=(7, 5000)).astype(np.float32)).at[:, 100:900].set(jnp.inf)
+    v, i = jax.jit(lambda x: rm.smallest_k(x, 10, block=64))(d)
+    neg, j = jax.lax.top_k(-d, 10)
+    np.testing.assert_array_equal(np.asarray(i), np.asarray(j))
+    np.testing.assert_array_equal(np.asarray(v), -np.asarray(neg))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"memory_size": 4, "k": 10}, "below k"), ({"k": 0}, "k=0"), ({"eviction": "lru"}, "eviction"), ({"gamma": 1.5}, "gamma")],
+)
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        rm.RecodeConfig(**kwargs)
+
+
+def test_bad_embeddings_fail_at_the_boundary():
+    cfg = rm.RecodeConfig(memory_size=16, k=2)
+    st = rm.init(cfg, 4)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match="size 3 but the memory holds embeddings of size 4"):
+        rm.step(cfg, st, np.zeros((2, 3), np.float32), key)
+    with pytest.raises(ValueError, match="dtype int"):
+        rm.step(cfg, st, np.zeros((2, 4), np.int32), key)
+    bad = np.zeros((3, 4), np.float32)
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="1 of 3 rows contain NaN"):
+        rm.reward(cfg, st, bad)
+    with pytest.raises(ValueError, match=r"expected \(batch, 4\)"):
+        rm.step(cfg, st, np.zeros(4, np.float32), key)
+    with pytest.raises(ValueError, match="PRNG key"):
+        rm.step(cfg, st, np.zeros((1, 4), np.float32), 3)
+    with pytest.raises(ValueError, match="dim"):
+        rm.init(cfg, 0)
