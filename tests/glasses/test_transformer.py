@@ -1,0 +1,229 @@
+"""The Flax decoder against a plain NumPy transcription, invariants of attention, Prop. B.9, and the
+App. C.3/C.4 synthetic layer against NumPy."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from replicate import rng
+from replicate.glasses import transformer as tf
+
+# ----------------------------------------------------------------------------- NumPy reference
+
+
+def np_norm(x, kind, scale, eps=1e-6):
+    if kind == "none":
+        return x
+    if kind == "layer":
+        x = x - x.mean(-1, keepdims=True)
+    return x / np.sqrt((x**2).mean(-1, keepdims=True) + eps) * scale
+
+
+def np_sinusoidal(n, d, base=10000.0):
+    p = np.zeros((n, d))
+    for t in range(n):
+        for i in range(d // 2):
+            p[t, 2 * i] = math.sin(t / base ** (2 * i / d))
+            p[t, 2 * i + 1] = math.cos(t / base ** (2 * i / d))
+    return p
+
+
+def np_rope(x, base=10000.0):  # x: (n, d); rotate pairs (j, j + d/2) by t * base^(-2j/d)
+    n, d = x.shape
+    out = x.copy()
+    for t in range(n):
+        for j in range(d // 2):
+            th = t * base ** (-2 * j / d)
+            a, b = x[t, j], x[t, j + d // 2]
+            out[t, j], out[t, j + d // 2] = a * math.cos(th) - b * math.sin(th), a * math.sin(th) + b * math.cos(th)
+    return out
+
+
+def np_gelu(x):  # tanh approximation, flax.linen.gelu's default
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def np_forward(params, cfg, x):
+    """Plain NumPy, loops over heads, float64."""
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)["params"]
+    n = x.shape[0]
+    if cfg.pe == "sinusoidal" and cfg.sinusoidal_mode == "input":
+        x = x + np_sinusoidal(n, cfg.width)
+    states, attns = [x], []
+    for l in range(cfg.layers):
+        b = p[f"block_{l}"]
+        h = np_norm(x, cfg.norm, b["norm_1"]["scale"] if cfg.norm != "none" else None)
+        q, k, v = h @ b["q"]["kernel"], h @ b["k"]["kernel"], h @ b["v"]["kernel"]
+        heads_out, heads_w = [], []
+        for hh in range(cfg.heads):
+            sl = slice(hh * cfg.head_dim, (hh + 1) * cfg.head_dim)
+            qh, kh, vh = q[:, sl], k[:, sl], v[:, sl]
+            if cfg.pe == "rope":
+                qh, kh = np_rope(qh), np_rope(kh)
+            if cfg.pe == "sinusoidal" and cfg.sinusoidal_mode == "attention":
+                qh, kh = qh + np_sinusoidal(n, cfg.head_dim), kh + np_sinusoidal(n, cfg.head_dim)
+            s = qh @ kh.T / math.sqrt(cfg.head_dim)
+            w = np.zeros((n, n))
+            for i in range(n):
+                allowed = [j for j in range(n) if (not cfg.causal or j <= i) and (cfg.window is None or abs(i - j) < cfg.window)]
+                logits = np.array([s[i, j] - (2 ** (-8 * (hh + 1) / cfg.heads) * abs(i - j) if cfg.pe == "alibi" else 0) for j in allowed])
+                e = np.exp(logits - logits.max())
+                w[i, allowed] = e / e.sum()
+            heads_w.append(w)
+            heads_out.append(w @ vh)
+        x = x + np.concatenate(heads_out, axis=1) @ b["o"]["kernel"]
+        if cfg.mlp_ratio:
+            h = np_norm(x, cfg.norm, b["norm_2"]["scale"] if cfg.norm != "none" else None)
+            x = x + np_gelu(h @ b["up"]["kernel"]) @ b["down"]["kernel"]
+        states.append(x)
+        attns.append(np.stack(heads_w))
+    fs = p["final_norm"]["scale"] if (cfg.final_norm and cfg.norm != "none") else None
+    y = np_norm(x, cfg.norm if cfg.final_norm else "none", fs)
+    return np.stack(states), np.stack(attns), y
+
+
+CASES = [
+    dict(pe="none"),
+    dict(pe="sinusoidal"),
+    dict(pe="sinusoidal", sinusoidal_mode="input"),
+    dict(pe="rope"),
+    dict(pe="alibi", heads=2),
+    dict(pe="rope", norm="rms", heads=2, layers=2),
+    dict(pe="none", causal=False, layers=2),
+    dict(pe="rope", window=3, layers=2),
+    dict(pe="alibi", norm="none", mlp_ratio=0, final_norm=False),
+]
+
+
+@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+def test_forward_matches_numpy(kw):
+    cfg = tf.TransformerConfig(width=8, **{"layers": 1, "heads": 1, **kw})
+    model = tf.Model.init(cfg, rng.key(0))
+    x = np.random.default_rng(1).normal(size=(7, 8))
+    out = model.run(embeddings=x.astype(np.float32))
+    states, attns, y = np_forward(model.params, cfg, x)
+    np.testing.assert_allclose(out.hidden_states, states, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(out.attentions, attns, rtol=2e-4, atol=2e-6)
+    np.testing.assert_allclose(out.final, y, rtol=2e-4, atol=2e-5)
+    assert out.hidden_states.shape == (cfg.layers + 1, 7, 8) and out.attentions.shape == (cfg.layers, cfg.heads, 7, 7)
+
+
+@pytest.mark.parametrize("pe", tf.PE_TYPES)
+def test_attention_invariants(pe):
+    cfg = tf.TransformerConfig(width=16, heads=2, layers=2, pe=pe, window=5)
+    out = tf.Model.init(cfg, rng.key(1)).run(embeddings=np.random.default_rng(0).normal(size=(12, 16)).astype(np.float32))
+    a = np.asarray(out.attentions)
+    np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-6)  # rows are distributions
+    assert np.all(a >= 0)
+    i, j = np.indices((12, 12))
+    assert np.all(a[..., j > i] == 0)  # causal mask: exact zeros
+    assert np.all(a[..., i - j >= 5] == 0)  # sliding window of 5
+    assert np.all(a[..., (j <= i) & (i - j < 5)] > 0)
+
+
+def test_tokens_and_embeddings_paths_agree_and_logits():
+    cfg = tf.TransformerConfig(width=16, heads=2, layers=2, vocab_size=5, pe="rope")
+    model = tf.Model.init(cfg, rng.key(2))
+    toks = np.array([1, 2, 3, 0, 4, 4], np.int32)
+    logits, hs, at = model.forward(toks)
+    logits2, hs2, at2 = model.forward_from_embeddings(model.embed(toks))
+    np.testing.assert_array_equal(hs, hs2)
+    np.testing.assert_array_equal(logits, logits2)
+    assert logits.shape == (6, 5)
+    table = np.asarray(model.params["params"]["embedding"]["embedding"])
+    np.testing.assert_allclose(logits, np.asarray(model.run(toks).final) @ table.T, rtol=1e-5, atol=1e-5)
+
+
+def test_prop_b9_no_pe_no_mask_cannot_count():
+    """Prop. B.9: without PE and causal mask, '10' and '1100' give identical representations."""
+    cfg = tf.TransformerConfig(width=16, heads=2, layers=3, vocab_size=2, pe="none", causal=False)
+    model = tf.Model.init(cfg, rng.key(3))
+    a = model.run(np.array([1, 0], np.int32))
+    b = model.run(np.array([1, 1, 0, 0], np.int32))
+    for l in range(cfg.layers + 1):
+        np.testing.assert_allclose(a.hidden_states[l, 0], b.hidden_states[l, 0], atol=1e-5)  # the '1's
+        np.testing.assert_allclose(a.hidden_states[l, 1], b.hidden_states[l, 3], atol=1e-5)  # the '0's
+    np.testing.assert_allclose(a.final[-1], b.final[-1], atol=1e-5)
+    # a causal mask (or a PE) breaks the symmetry
+    causal = tf.Model(tf.TransformerConfig(**{**cfg.__dict__, "causal": True}), model.params)
+    assert np.abs(np.asarray(causal.run(np.array([1, 0], np.int32)).final[-1] - causal.run(np.array([1, 1, 0, 0], np.int32)).final[-1])).max() > 1e-3
+    rope = tf.Model(tf.TransformerConfig(**{**cfg.__dict__, "pe": "rope"}), model.params)
+    assert np.abs(np.asarray(rope.run(np.array([1, 0], np.int32)).final[-1] - rope.run(np.array([1, 1, 0, 0], np.int32)).final[-1])).max() > 1e-3
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_runs_close_to_float32(dtype):
+    base = tf.TransformerConfig(width=32, heads=2, layers=2, pe="rope")
+    m32 = tf.Model.init(base, rng.key(4))
+    mlo = tf.Model(tf.TransformerConfig(**{**base.__dict__, "dtype": dtype}), m32.params)
+    x = np.random.default_rng(0).normal(size=(10, 32)).astype(np.float32)
+    lo, hi = mlo.run(embeddings=x), m32.run(embeddings=x)
+    assert lo.final.dtype == jnp.dtype(dtype) and lo.hidden_states.dtype == jnp.dtype(dtype)
+    err = np.abs(np.asarray(lo.final, np.float32) - np.asarray(hi.final)).max()
+    assert 0 < err < 0.1  # different (fewer bits), but close
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="divisible"):
+        tf.TransformerConfig(width=10, heads=3)
+    with pytest.raises(ValueError, match="pe="):
+        tf.TransformerConfig(pe="learned")
+    with pytest.raises(ValueError, match="even head dimension"):
+        tf.TransformerConfig(width=6, heads=2, pe="rope")
+    with pytest.raises(ValueError, match="vocab"):
+        tf.Model.init(tf.TransformerConfig(width=8), rng.key(0)).run(np.array([0, 1], np.int32))
+
+
+# ----------------------------------------------------------------------------- synthetic App. C.3/C.4
+
+
+def np_synthetic_last(q, k, v, pe):
+    n, d = q.shape
+    q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
+    if pe == "sinusoidal":
+        q, k = q + np_sinusoidal(n, d), k + np_sinusoidal(n, d)
+    if pe == "rope":
+        q, k = np_rope(q), np_rope(k)
+    s = k @ q[-1] / math.sqrt(d)
+    if pe == "alibi":
+        s = s - 2.0**-8 * (n - 1 - np.arange(n))
+    w = np.exp(s - s.max())
+    w /= w.sum()
+    return w @ v + v[-1], w
+
+
+@pytest.mark.parametrize("pe", tf.PE_TYPES)
+@pytest.mark.parametrize("normalise", ["none", "layer"])
+def test_synthetic_layer_matches_numpy(pe, normalise):
+    cfg = tf.SyntheticConfig(pe=pe, std=1.0 if normalise == "layer" else None, normalise=normalise)
+    q, k, v = tf.synthetic_qkv(rng.key(5), 40, cfg)
+    if normalise == "layer":
+        np.testing.assert_allclose(np.asarray(q).mean(-1), 0, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(q).std(-1), 1, atol=1e-4)
+    else:
+        assert 0.8 < float(jnp.linalg.norm(q, axis=-1).mean()) < 1.2  # N(0, 1/d): unit norm on average
+    z, w = tf.synthetic_last_output(q, k, v, cfg)
+    z_ref, w_ref = np_synthetic_last(q, k, v, pe)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(z, z_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_synthetic_collapse_decreases_and_bf16_identity():
+    cfg = tf.SyntheticConfig(pe="none", std=1.0, normalise="layer")
+    d = [np.mean([tf.collapse_synthetic(rng.key(s), n, cfg)["l1"] for s in range(4)]) for n in [10, 100, 1000]]
+    assert d[0] > d[1] > d[2] > 0
+    assert d[1] / d[2] > 5  # NoPE: Θ(1/n) (research notes' derivation)
+    one = tf.collapse_synthetic(rng.key(0), 3, cfg)
+    assert not one["identical"] and one["linf"] <= one["l2"] <= one["l1"]
+
+
+def test_collapse_pairs():
+    a, b = tf.collapse_pair("extra_one", 4)
+    assert a.tolist() == [1, 1, 1, 0] and b.tolist() == [1, 1, 1, 1, 0]
+    a, b = tf.collapse_pair("repeat_last", 4)
+    assert a.tolist() == [1, 1, 1, 0] and b.tolist() == [1, 1, 1, 0, 0]
+    with pytest.raises(ValueError):
+        tf.collapse_pair("other", 3)
