@@ -1,0 +1,276 @@
+"""Baselines on RECODE's interface: NGU's episodic memory, RND, exact (discounted) tabular counts.
+
+Every estimator is a pair of pure functions ``init_*`` / ``*_step`` over an explicit state; a step
+takes a (B, ...) batch and returns ``(state, Estimate(reward, count))`` where ``reward`` and
+``count`` are computed *before* the batch is added (as in RECODE's Algorithm 1, l.1-2). ``count``
+is each method's own count-like quantity: NGU's kernel sum over the episode's k nearest
+neighbours, the exact count for tables, and ``1 / reward^2`` (the count an RND reward implies
+under r = 1/sqrt(N)) for RND.
+
+* NGU episodic memory (Badia et al. 2020, Sec. 2 and App. A.1 / Alg. 1): per actor, the embeddings
+  of the current episode (ring buffer of ``capacity``), the k nearest (k = 10), squared distances
+  divided by a running mean of squared k-NN distances ``d_m^2``, ``d <- max(d - xi, 0)`` with the
+  cluster distance ``xi = 0.008``, inverse kernel ``K = eps / (d + eps)`` (``eps = 1e-3``),
+  similarity ``s = sqrt(sum K) + c`` (``c = 1e-3``), reward ``1/s``, or 0 when ``s > s_max = 8``.
+  The memory is emptied at every episode start. ``d_m^2`` is a per-actor running mean over all
+  episodes (our reading; NGU does not say whether it is reset).
+* RND (Burda et al. 2019): a predictor MLP regresses a fixed, randomly initialised target MLP;
+  reward = squared prediction error; inputs normalised by a running mean/std and clipped to
+  [-5, 5]; the predictor takes one Adam step per batch.
+* Tabular counts: the true state's count with the same per-embedding discount as RECODE
+  (``gamma = 1``: plain counts), reward ``1 / (sqrt(N) + c)``.
+
+:class:`RunningMeanStd` is the running normalisation shared by RND and by the agent-side
+normalisation of RECODE's reward by its running standard deviation (RECODE Sec. 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from replicate.recode.memory import _sqdist, check_embeddings, smallest_k
+
+
+class Estimate(NamedTuple):
+    reward: jax.Array  # (B,)
+    count: jax.Array  # (B,)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running mean / std (parallel-merge update; Chan et al.)
+
+
+class RunningMeanStd(NamedTuple):
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @staticmethod
+    def create(shape=(), eps: float = 1e-4) -> "RunningMeanStd":
+        return RunningMeanStd(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(eps, jnp.float32))
+
+    def update(self, x: jax.Array) -> "RunningMeanStd":
+        x = jnp.asarray(x, jnp.float32)
+        bm, bv, bc = jnp.mean(x, axis=0), jnp.var(x, axis=0), x.shape[0]
+        delta = bm - self.mean
+        tot = self.count + bc
+        mean = self.mean + delta * bc / tot
+        m2 = self.var * self.count + bv * bc + delta**2 * self.count * bc / tot
+        return RunningMeanStd(mean, m2 / tot, tot)
+
+    def std(self) -> jax.Array:
+        return jnp.sqrt(self.var + 1e-8)
+
+
+def normalise_rewards(rms: RunningMeanStd, rewards: jax.Array) -> tuple[RunningMeanStd, jax.Array]:
+    """Divide rewards by a running estimate of their standard deviation (RECODE Sec. 3; RND)."""
+    rms = rms.update(rewards)
+    return rms, rewards / rms.std()
+
+
+# ----------------------------------------------------------------------------------------------
+# NGU episodic memory
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodicConfig:
+    """NGU's episodic novelty (Badia et al. 2020, App. F hyper-parameters)."""
+
+    capacity: int = 30_000  # NGU's episodic memory size
+    k: int = 10
+    epsilon: float = 1e-3
+    c: float = 1e-3
+    cluster_distance: float = 0.008  # xi
+    max_similarity: float = 8.0  # s_max
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.k, int) and self.k >= 1):
+            raise ValueError(f"EpisodicConfig: k={self.k!r} must be an int >= 1")
+        if not (isinstance(self.capacity, int) and self.capacity >= self.k):
+            raise ValueError(f"EpisodicConfig: capacity={self.capacity!r} is below k={self.k}; use a capacity >= k")
+
+
+class EpisodicState(NamedTuple):
+    memory: jax.Array  # (A, L, d)
+    size: jax.Array  # (A,) int32 entries of the current episode (<= L)
+    pos: jax.Array  # (A,) int32 next ring-buffer position
+    dm2: jax.Array  # (A,) running mean of squared k-NN distances
+    n: jax.Array  # (A,) number of terms in that mean
+
+
+def init_episodic(cfg: EpisodicConfig, n_actors: int, dim: int) -> EpisodicState:
+    a, l = int(n_actors), cfg.capacity
+    return EpisodicState(
+        jnp.zeros((a, l, int(dim)), jnp.float32), jnp.zeros((a,), jnp.int32), jnp.zeros((a,), jnp.int32), jnp.zeros((a,), jnp.float32), jnp.zeros((a,), jnp.float32)
+    )
+
+
+def _episodic_one(cfg: EpisodicConfig, mem, size, pos, dm2, n, e, reset):
+    size = jnp.where(reset, 0, size)
+    pos = jnp.where(reset, 0, pos)
+    L = mem.shape[0]
+    d2 = _sqdist(e[None], mem)[0]
+    d2 = jnp.where(jnp.arange(L) < size, d2, jnp.inf)
+    kd, _ = smallest_k(d2[None], cfg.k)
+    kd = kd[0]
+    valid = jnp.isfinite(kd)
+    nv = jnp.sum(valid)
+    # running mean of squared k-NN distances (updated with this step's neighbours, then used)
+    tot = n + nv
+    dm2 = jnp.where(nv > 0, (dm2 * n + jnp.sum(jnp.where(valid, kd, 0.0))) / jnp.maximum(tot, 1), dm2)
+    dn = jnp.where(valid, kd / jnp.where(dm2 > 0, dm2, 1.0), jnp.inf)
+    dn = jnp.maximum(dn - cfg.cluster_distance, 0.0)
+    kern = jnp.where(valid, cfg.epsilon / (dn + cfg.epsilon), 0.0)
+    ksum = jnp.sum(kern)
+    s = jnp.sqrt(ksum) + cfg.c
+    r = jnp.where(s > cfg.max_similarity, 0.0, 1.0 / s)
+    mem = mem.at[pos].set(e)
+    return mem, jnp.minimum(size + 1, L), (pos + 1) % L, dm2, tot, r, ksum
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _episodic_step_jit(cfg, state, e, reset):
+    f = jax.vmap(functools.partial(_episodic_one, cfg))
+    mem, size, pos, dm2, n, r, ksum = f(state.memory, state.size, state.pos, state.dm2, state.n, e, reset)
+    return EpisodicState(mem, size, pos, dm2, n), Estimate(r, ksum)
+
+
+def episodic_step(cfg: EpisodicConfig, state: EpisodicState, embeddings, reset) -> tuple[EpisodicState, Estimate]:
+    """One step of every actor: ``embeddings`` (A, d); ``reset`` (A,) bool marks an episode's first step."""
+    e = check_embeddings(_AsMemory(state.memory.shape[2]), embeddings)
+    if e.shape[0] != state.memory.shape[0]:
+        raise ValueError(f"embeddings have {e.shape[0]} rows but the episodic memory has {state.memory.shape[0]} actors")
+    reset = jnp.asarray(reset, bool).reshape(-1)
+    if reset.shape[0] != e.shape[0]:
+        raise ValueError(f"reset has {reset.shape[0]} entries; expected one per actor ({e.shape[0]})")
+    return _episodic_step_jit(cfg, state, e, reset)
+
+
+class _AsMemory:
+    """Adapter so check_embeddings can read the embedding size."""
+
+    def __init__(self, dim: int) -> None:
+        self.atoms = np.zeros((0, dim), np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tabular (discounted) counts
+
+
+@dataclasses.dataclass(frozen=True)
+class TabularConfig:
+    n_states: int
+    gamma: float = 1.0
+    c: float = 1e-3
+
+
+def init_tabular(cfg: TabularConfig) -> jax.Array:
+    return jnp.zeros((cfg.n_states,), jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _tabular_step_jit(cfg, counts, ids):
+    n = counts[ids]
+    r = 1.0 / (jnp.sqrt(n) + cfg.c)
+    B = ids.shape[0]
+    w = jnp.float32(cfg.gamma) ** (B - 1 - jnp.arange(B))  # per-embedding discount, sequentially exact
+    counts = counts * jnp.float32(cfg.gamma) ** B
+    return counts.at[ids].add(w), Estimate(r, n)
+
+
+def tabular_step(cfg: TabularConfig, counts: jax.Array, state_ids) -> tuple[jax.Array, Estimate]:
+    ids = np.asarray(state_ids)
+    if not np.issubdtype(ids.dtype, np.integer) or ids.ndim != 1:
+        raise ValueError(f"state ids must be a 1-D integer array, got {ids.dtype} {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= cfg.n_states):
+        raise ValueError(f"state ids must lie in [0, {cfg.n_states}); got [{ids.min()}, {ids.max()}]")
+    return _tabular_step_jit(cfg, counts, jnp.asarray(ids, jnp.int32))
+
+
+# ----------------------------------------------------------------------------------------------
+# RND
+
+
+class MLP(nn.Module):
+    features: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x):
+        for i, f in enumerate(self.features):
+            x = nn.Dense(f)(x)
+            if i < len(self.features) - 1:
+                x = nn.relu(x)
+        return x
+
+
+@dataclasses.dataclass(frozen=True)
+class RNDConfig:
+    """RND (Burda et al. 2019): target and predictor MLPs, Adam, observation clipping at 5."""
+
+    hidden: tuple[int, ...] = (128, 128)
+    out_dim: int = 64
+    learning_rate: float = 1e-4
+    obs_clip: float = 5.0
+
+
+class RNDState(NamedTuple):
+    target_params: dict
+    params: dict
+    opt_state: optax.OptState
+    obs_rms: RunningMeanStd
+
+
+def _rnd_nets(cfg: RNDConfig):
+    return MLP((*cfg.hidden, cfg.out_dim)), MLP((*cfg.hidden, cfg.out_dim))
+
+
+def init_rnd(cfg: RNDConfig, key: jax.Array, dim: int) -> RNDState:
+    target, pred = _rnd_nets(cfg)
+    kt, kp = jax.random.split(key)
+    x = jnp.zeros((1, int(dim)), jnp.float32)
+    tp = target.init(kt, x)
+    pp = pred.init(kp, x)
+    opt = optax.adam(cfg.learning_rate)
+    return RNDState(tp, pp, opt.init(pp), RunningMeanStd.create((int(dim),)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _rnd_step_jit(cfg, state, x):
+    target, pred = _rnd_nets(cfg)
+    obs_rms = state.obs_rms.update(x)
+    xn = jnp.clip((x - obs_rms.mean) / obs_rms.std(), -cfg.obs_clip, cfg.obs_clip)
+    tgt = jax.lax.stop_gradient(target.apply(state.target_params, xn))
+
+    def loss_fn(p):
+        err = jnp.sum((pred.apply(p, xn) - tgt) ** 2, axis=-1)
+        return jnp.mean(err), err
+
+    (_, err), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    opt = optax.adam(cfg.learning_rate)
+    updates, opt_state = opt.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    count = 1.0 / jnp.maximum(err, 1e-12)  # the count r = 1/sqrt(N) would imply, with r = sqrt(err)
+    return RNDState(state.target_params, params, opt_state, obs_rms), Estimate(err, count)
+
+
+def rnd_step(cfg: RNDConfig, state: RNDState, x) -> tuple[RNDState, Estimate]:
+    """Rewards (prediction errors before the update) for a (B, d) batch, then one Adam step."""
+    dim = state.obs_rms.mean.shape[0]
+    e = check_embeddings(_AsMemory(dim), x, name="observations")
+    return _rnd_step_jit(cfg, state, e)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def rnd_reward(cfg: RNDConfig, state: RNDState, x) -> jax.Array:
+    """Prediction errors of a batch without training (for probing)."""
+    target, pred = _rnd_nets(cfg)
+    xn = jnp.clip((x - state.obs_rms.mean) / state.obs_rms.std(), -cfg.obs_clip, cfg.obs_clip)
+    return jnp.sum((pred.apply(state.params, xn) - target.apply(state.target_params, xn)) ** 2, axis=-1)

@@ -1,0 +1,98 @@
+"""NGU episodic memory, tabular counts and RND: hand-checked values, invariants, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from replicate.recode import baselines as bl
+from replicate.recode.streams import GridStream, discounted_counts
+
+
+def _ngu_reference(episode, cfg):
+    """NGU's episodic reward written out for one actor and one episode (NumPy)."""
+    mem, dm2, n, out = [], 0.0, 0, []
+    for e in episode:
+        if mem:
+            d = np.sort(((np.array(mem) - e) ** 2).sum(1))[: cfg.k]
+            dm2 = (dm2 * n + d.sum()) / (n + len(d))
+            n += len(d)
+            dn = np.maximum(d / dm2 - cfg.cluster_distance, 0)
+            ksum = np.sum(cfg.epsilon / (dn + cfg.epsilon))
+        else:
+            ksum = 0.0
+        s = np.sqrt(ksum) + cfg.c
+        out.append((0.0 if s > cfg.max_similarity else 1 / s, ksum))
+        mem.append(e)
+    return np.array(out)
+
+
+def test_episodic_memory_matches_written_out_ngu_and_resets():
+    cfg = bl.EpisodicConfig(capacity=64, k=3)
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(2, 30, 4)).astype(np.float32)  # two episodes, one actor... and a second actor
+    st = bl.init_episodic(cfg, 2, 4)
+    got = []
+    for ep in range(2):
+        for t in range(30):
+            reset = np.array([t == 0, t == 0])
+            st, out = bl.episodic_step(cfg, st, np.stack([xs[ep, t], xs[ep, t]]), reset)
+            got.append((float(out.reward[0]), float(out.count[0])))
+    got = np.array(got)
+    ref = _ngu_reference(xs[0], cfg)
+    np.testing.assert_allclose(got[:30], ref, rtol=1e-4, atol=1e-6)
+    # the second episode starts from an empty memory: first reward is 1/c again
+    assert got[30, 0] == pytest.approx(1 / cfg.c)
+
+
+def test_tabular_counts_equal_discounted_ground_truth():
+    cfg = bl.TabularConfig(n_states=10, gamma=0.9)
+    ids = np.random.default_rng(1).integers(0, 10, size=(20, 7))
+    counts = bl.init_tabular(cfg)
+    for row in ids:
+        counts, out = bl.tabular_step(cfg, counts, row)
+    np.testing.assert_allclose(np.asarray(counts), discounted_counts(ids, 10, 0.9, per="embedding"), rtol=1e-5)
+    with pytest.raises(ValueError, match="must lie in"):
+        bl.tabular_step(cfg, counts, np.array([3, 12]))
+
+
+def test_rnd_error_shrinks_on_visited_inputs_more_than_on_novel_ones():
+    cfg = bl.RNDConfig(hidden=(64,), out_dim=16, learning_rate=1e-3)
+    st = bl.init_rnd(cfg, jax.random.PRNGKey(0), 4)
+    rng = np.random.default_rng(2)
+    seen = rng.normal(size=(256, 4)).astype(np.float32)
+    novel = (rng.normal(size=(256, 4)) + 4.0).astype(np.float32)
+    st, first = bl.rnd_step(cfg, st, seen)
+    for _ in range(300):
+        st, out = bl.rnd_step(cfg, st, seen[rng.integers(0, 256, 64)])
+    r_seen = float(bl.rnd_reward(cfg, st, jnp.asarray(seen)).mean())
+    r_novel = float(bl.rnd_reward(cfg, st, jnp.asarray(novel)).mean())
+    assert r_seen < 0.3 * float(first.reward.mean())
+    assert r_novel > 3 * r_seen
+    with pytest.raises(ValueError, match="NaN"):
+        bl.rnd_step(cfg, st, np.full((2, 4), np.nan, np.float32))
+
+
+def test_running_mean_std_matches_numpy():
+    x = np.random.default_rng(3).normal(2.0, 3.0, size=(1000,)).astype(np.float32)
+    rms = bl.RunningMeanStd.create()
+    for chunk in np.split(x, 10):
+        rms = rms.update(chunk)
+    assert float(rms.mean) == pytest.approx(x.mean(), rel=1e-3)
+    assert float(rms.var) == pytest.approx(x.var(), rel=1e-2)
+
+
+def test_grid_stream_shifts_and_ground_truth():
+    gs = GridStream(size=8, n_actors=4, episode_len=20, n_episodes=40, n_phases=2, seed=0)
+    cells, acts = gs.trajectories()
+    assert cells.shape == (40, 21, 4) and acts.shape == (40, 20, 4)
+    first = np.bincount(cells[:20].ravel(), minlength=64)
+    second = np.bincount(cells[20:].ravel(), minlength=64)
+    # the visitation distribution moves: the two phases concentrate on different goals
+    g = gs.goals()
+    assert first[g[0][0] * 8 + g[0][1]] > 5 * max(first[g[1][0] * 8 + g[1][1]], 1)
+    assert second[g[1][0] * 8 + g[1][1]] > 5 * max(second[g[0][0] * 8 + g[0][1]], 1)
+    # actions are consistent with moves
+    x0, x1 = cells[:, :-1] // 8, cells[:, 1:] // 8
+    right = acts == 3
+    assert np.all((x1 - x0)[right] >= 0)

@@ -1,0 +1,80 @@
+"""AP and CASM: they learn the inverse dynamics of a grid world, CASM masks as specified."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from replicate.recode import representations as rp
+from replicate.recode.streams import GridStream
+
+
+@pytest.fixture(scope="module")
+def grid():
+    gs = GridStream(size=6, n_actors=8, episode_len=16, n_episodes=60, n_phases=1, bias=0.0, embed_dim=16, noise=0.05)
+    cells, acts = gs.trajectories()
+    obs = gs.observe(cells, np.random.default_rng(0))  # (E, T+1, A, d)
+    return gs, cells, acts, obs
+
+
+def _not_wall(cells, acts, size):
+    """Transitions whose action changed the cell (a wall bump makes the action ambiguous)."""
+    return cells[:, 1:] != cells[:, :-1]
+
+
+def test_ap_learns_inverse_dynamics(grid):
+    gs, cells, acts, obs = grid
+    mask = _not_wall(cells, acts, gs.size)
+    o, o2, a = obs[:, :-1][mask], obs[:, 1:][mask], acts[mask]
+    cfg = rp.APConfig(obs_dim=16, n_actions=4, embed_dim=8, hidden=(64,), classifier_hidden=(64,), learning_rate=3e-3)
+    st = rp.init_ap(cfg, jax.random.PRNGKey(0))
+    rng = np.random.default_rng(1)
+    for _ in range(400):
+        i = rng.integers(0, len(a), 128)
+        st, m = rp.ap_train_step(cfg, st, o[i], a[i], o2[i])
+    logits = rp.APModel(cfg).apply(st.params, jnp.asarray(o), jnp.asarray(o2))
+    assert float(jnp.mean(jnp.argmax(logits, -1) == a)) > 0.9  # chance: 0.25
+    assert rp.ap_embed(cfg, st.params, jnp.asarray(o[:5])).shape == (5, 8)
+    with pytest.raises(ValueError, match="feature size"):
+        rp.ap_train_step(cfg, st, o[:4, :3], a[:4], o2[:4, :3])
+
+
+def test_casm_masks_and_causality():
+    cfg = rp.CASMConfig(obs_dim=5, n_actions=4, embed_dim=8, model_dim=32, n_layers=1, n_heads=2, seq_len=6)
+    st = rp.init_casm(cfg, jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.normal(size=(1, 6, 5)).astype(np.float32))
+    act = jnp.asarray(rng.integers(0, 4, size=(1, 6)))
+    masks = jnp.array([[True, False, True, True, False, True]])
+    base = rp.casm_logits(cfg, st.params, obs, act, masks)
+    # a masked action's true value is invisible: changing a_0 (masked) changes no logits
+    assert np.allclose(base, rp.casm_logits(cfg, st.params, obs, act.at[0, 0].set((act[0, 0] + 1) % 4), masks), atol=1e-6)
+    # a given action is visible: changing a_1 (given) changes the prediction of later actions
+    assert not np.allclose(base[0, 2:], rp.casm_logits(cfg, st.params, obs, act.at[0, 1].set((act[0, 1] + 1) % 4), masks)[0, 2:], atol=1e-6)
+    # a masked observation is invisible (o_1 is masked since a_1 is given)
+    assert np.allclose(base, rp.casm_logits(cfg, st.params, obs.at[0, 1].add(1.0), act, masks), atol=1e-6)
+    # causal: logits for a_0 (from slots of o_0, o_1) do not depend on o_3
+    assert np.allclose(base[0, 0], rp.casm_logits(cfg, st.params, obs.at[0, 3].add(1.0), act, masks)[0, 0], atol=1e-6)
+    m = rp.sample_masks(cfg, jax.random.PRNGKey(1), 1000)
+    assert 0.45 < float(m.mean()) < 0.55
+
+
+def test_casm_learns_masked_actions(grid):
+    gs, cells, acts, obs = grid
+    T = 8
+    o = np.transpose(obs[:, :T], (0, 2, 1, 3)).reshape(-1, T, 16)
+    a = np.transpose(acts[:, :T], (0, 2, 1)).reshape(-1, T)
+    moved = np.transpose((cells[:, 1 : T + 1] != cells[:, :T]), (0, 2, 1)).reshape(-1, T)
+    cfg = rp.CASMConfig(obs_dim=16, n_actions=4, embed_dim=8, model_dim=32, n_layers=1, n_heads=2, seq_len=T, learning_rate=2e-3, n_masks=2)
+    st = rp.init_casm(cfg, jax.random.PRNGKey(0))
+    rng = np.random.default_rng(2)
+    key = jax.random.PRNGKey(3)
+    for _ in range(300):
+        key, sk = jax.random.split(key)
+        i = rng.integers(0, len(a), 32)
+        st, m = rp.casm_train_step(cfg, st, o[i], a[i], sk)
+    masks = jnp.ones((len(a), T), bool)  # every action masked, every observation given
+    pred = np.asarray(jnp.argmax(rp.casm_logits(cfg, st.params, jnp.asarray(o), jnp.asarray(a), masks), -1))
+    ok = moved[:, :-1]
+    assert np.mean(pred[ok] == a[:, :-1][ok]) > 0.85  # chance: 0.25
+    assert rp.casm_embed(cfg, st.params, jnp.asarray(o[0])).shape == (T, 8)
