@@ -25,11 +25,13 @@ from replicate.rl.dmc import DMCEnv
 RANDOM = "random"
 
 
-def experts_dir() -> Path:
-    return outputs.data_dir() / "pac" / "experts"
+def experts_dir(profile: str) -> Path:
+    """``data/pac/experts/<profile>``: committed for ``cpu``/``full`` (small), ignored for ``smoke``."""
+    return outputs.data_dir() / "pac" / "experts" / profile
 
 
 def datasets_dir(name: str) -> Path:
+    """``data/pac/datasets/<name>`` (name like ``cpu/expert30``): DVC-cached, not in git."""
     return outputs.data_dir() / "pac" / "datasets" / name
 
 
@@ -42,6 +44,7 @@ def train_expert(
     cfg: sac.SACConfig = sac.SACConfig(hidden=128, batch_size=128, warmup_steps=500),
     out_dir: Path | None = None,
     eval_episodes: int = 3,
+    profile: str = "smoke",
 ) -> dict[str, Any]:
     """Train SAC on ``task``; save one snapshot per tier (evenly spaced, last = final = best tier).
 
@@ -52,7 +55,7 @@ def train_expert(
     env = DMCEnv(task, seed=seed, action_repeat=action_repeat)
     at = [max(1, int(round(steps * (i + 1) / len(tiers)))) for i in range(len(tiers))]
     agent, _, snaps, log = sac.train(env, steps, jax.random.PRNGKey(seed), cfg, snapshot_steps=tuple(at))
-    out_dir = Path(out_dir) if out_dir is not None else experts_dir() / task
+    out_dir = Path(out_dir) if out_dir is not None else experts_dir(profile) / task
     summary: dict[str, Any] = {"task": task, "steps": steps, "action_repeat": action_repeat, "hidden": cfg.hidden, "tiers": {}}
     for tier, step in zip(tiers, at):
         rets = sac.evaluate(agent, snaps[step], lambda s: DMCEnv(task, seed=10_000 + s, action_repeat=action_repeat), eval_episodes, seed, deterministic=False)
@@ -65,13 +68,13 @@ def train_expert(
     return summary
 
 
-def load_snapshots(task: str, tiers: Sequence[str], directory: Path | None = None) -> dict[str, tuple[Any, dict]]:
-    directory = Path(directory) if directory is not None else experts_dir() / task
+def load_snapshots(task: str, tiers: Sequence[str], profile: str = "smoke", directory: Path | None = None) -> dict[str, tuple[Any, dict]]:
+    directory = Path(directory) if directory is not None else experts_dir(profile) / task
     out = {}
     for tier in tiers:
         path = directory / f"{tier}.npz"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no snapshot; train it with `dvc repro pac_experts` or notebooks/30_pac_datasets.ipynb")
+            raise FileNotFoundError(f"{path}: no snapshot; train it with `python -m replicate.pac.experts --profile {profile}` (dvc repro pac_experts)")
         out[tier] = sac.load_actor(path)
     return out
 
