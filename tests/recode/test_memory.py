@@ -211,3 +211,22 @@ def test_bad_embeddings_fail_at_the_boundary():
         rm.step(cfg, st, np.zeros((1, 4), np.float32), 3)
     with pytest.raises(ValueError, match="dim"):
         rm.init(cfg, 0)
+
+
+@pytest.mark.parametrize("dm2", [0.5, 50.0])  # small ball: block path; huge ball: exact fallback
+def test_blocked_query_equals_dense_sum_over_all_atoms(dm2):
+    cfg = rm.RecodeConfig(memory_size=4096, k=3)
+    rng = np.random.default_rng(0)
+    st = rm.init(cfg, 4)._replace(
+        atoms=jnp.asarray(rng.normal(size=(4096, 4)).astype(np.float32)),
+        counts=jnp.asarray(rng.exponential(size=4096).astype(np.float32)),
+        filled=jnp.asarray(rng.random(4096) < 0.9),
+        dm2=jnp.float32(dm2),
+        dm2_ready=jnp.bool_(True),
+    )
+    e = jnp.asarray(rng.normal(size=(16, 4)).astype(np.float32))
+    knn_d2, knn_idx, count = jax.jit(lambda s, x: rm._query(cfg, s, x))(st, e)
+    d2 = np.where(np.asarray(st.filled)[None], ((np.asarray(e)[:, None, :] - np.asarray(st.atoms)[None]) ** 2).sum(-1), np.inf)
+    k = cfg.epsilon / (cfg.epsilon + d2 / dm2) * (d2 < dm2)
+    np.testing.assert_allclose(np.asarray(count), (k * (1 + np.asarray(st.counts))[None]).sum(1), rtol=1e-3, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(knn_idx), np.argsort(d2, axis=1, kind="stable")[:, :3])

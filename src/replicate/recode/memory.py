@@ -243,27 +243,50 @@ def _sqdist(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.maximum(d, 0.0)
 
 
+def _block_size(m: int, block: int) -> int:
+    """A block size near ``block`` that divides ``m`` (no padding copy), else ``block``."""
+    for cand in range(block, block // 2, -1):
+        if m % cand == 0:
+            return cand
+    return block
+
+
+def _block_candidates(d2: jax.Array, n_blocks: int, block: int):
+    """Split the columns of ``d2`` into blocks, keep the ``n_blocks`` blocks with the smallest minima.
+
+    Block ``b`` holds the columns ``b, b + nb, b + 2 nb, ...`` (strided, so the per-block minimum
+    is an element-wise minimum over contiguous rows: fast on CPU). Returns the candidate values
+    (n, n_blocks * block), their column indices, and the largest kept block minimum (n,).
+    """
+    n, m = d2.shape
+    nb = -(-m // block)
+    pad = nb * block - m
+    d = jnp.pad(d2, ((0, 0), (0, pad)), constant_values=jnp.inf) if pad else d2
+    dr = d.reshape(n, block, nb)  # column index = s * nb + b
+    neg_min, bi = jax.lax.top_k(-jnp.min(dr, axis=1), n_blocks)
+    cand = jnp.take_along_axis(dr, bi[:, None, :], axis=2).reshape(n, block * n_blocks)
+    idx = (jnp.arange(block)[None, :, None] * nb + bi[:, None, :]).reshape(n, block * n_blocks)
+    return cand, idx, -neg_min[:, -1]
+
+
 def smallest_k(d2: jax.Array, k: int, block: int = 128) -> tuple[jax.Array, jax.Array]:
     """The k smallest entries of each row of ``d2`` (values ascending, indices), exactly.
 
     ``lax.top_k`` over a (256, 5e4) matrix is slow on CPU, so for wide rows we first take the
-    minimum of each block of ``block`` columns, keep the k blocks with the smallest minima (they
-    contain the k smallest entries: a block holding one of them has its minimum at or below the
-    k-th smallest value, every other block at or above it) and run ``top_k`` on those k blocks.
+    minimum of each block of columns, keep the k blocks with the smallest minima (they contain the
+    k smallest entries: a block holding one of them has its minimum at or below the k-th smallest
+    value, every other block at or above it) and run ``top_k`` on those k blocks only.
     """
     n, m = d2.shape
     k = min(k, m)
-    if m <= 8 * block or m <= k * block:
+    block = _block_size(m, block)
+    nb = -(-m // block)
+    if m <= 8 * block or nb <= k:
         neg, idx = jax.lax.top_k(-d2, k)
         return -neg, idx.astype(jnp.int32)
-    nb = -(-m // block)
-    pad = nb * block - m
-    dp = jnp.pad(d2, ((0, 0), (0, pad)), constant_values=jnp.inf).reshape(n, nb, block)
-    _, bi = jax.lax.top_k(-jnp.min(dp, axis=2), k)  # (n, k) candidate blocks
-    cand = jnp.take_along_axis(dp, bi[:, :, None], axis=1).reshape(n, k * block)
+    cand, cidx, _ = _block_candidates(d2, k, block)
     neg, ci = jax.lax.top_k(-cand, k)
-    idx = jnp.take_along_axis(bi, ci // block, axis=1) * block + ci % block
-    return -neg, idx.astype(jnp.int32)
+    return -neg, jnp.take_along_axis(cidx, ci, axis=1).astype(jnp.int32)
 
 
 def _kernel_count(cfg: RecodeConfig, d2: jax.Array, counts: jax.Array, dm2: jax.Array) -> jax.Array:
@@ -271,7 +294,7 @@ def _kernel_count(cfg: RecodeConfig, d2: jax.Array, counts: jax.Array, dm2: jax.
     safe = jnp.where(dm2 > 0, dm2, 1.0)
     inball = d2 < dm2  # Eq. (3) indicator; false everywhere while d_m^2 = 0
     kern = jnp.where(inball, cfg.epsilon / (cfg.epsilon + jnp.where(inball, d2, 0.0) / safe), 0.0)
-    return kern @ (1.0 + counts)
+    return jnp.sum(kern * (1.0 + counts)[None, :], axis=1)  # a fused reduction, no (B, M) temporary
 
 
 def _reward(cfg: RecodeConfig, count: jax.Array) -> jax.Array:
@@ -293,16 +316,51 @@ def _eviction_scores(cfg: RecodeConfig, counts: jax.Array, filled: jax.Array, g:
     return jnp.where(filled, s, empty)
 
 
-def _query(cfg: RecodeConfig, state: RecodeState, e: jax.Array):
-    d2 = _sqdist(e, state.atoms)
-    d2 = jnp.where(state.filled[None, :], d2, jnp.inf)
-    count = _kernel_count(cfg, d2, state.counts, state.dm2)
-    return d2, count
+def _query(cfg: RecodeConfig, state: RecodeState, e: jax.Array, block: int = 128):
+    """Pseudo-counts (Alg. 1 l.1, Eq. 3) and the k nearest atoms (l.3) of every embedding.
+
+    One pass over the memory: squared distances (Gram expansion; empty slots at +inf), then
+    per-block minima (see :func:`smallest_k`). The kernel is non-zero only inside the d_m^2 ball,
+    so it is summed over the ``4k`` blocks with the smallest minima; when, for some row, the ball
+    reaches beyond those blocks (their largest minimum is below d_m^2) the exact sum over the whole
+    memory is taken instead (``lax.cond``), so the result is always the sum over all atoms.
+    """
+    M = state.atoms.shape[0]
+    k = min(cfg.k, M)
+
+    def distances():
+        yy = jnp.where(state.filled, jnp.sum(state.atoms * state.atoms, axis=1), jnp.inf)
+        xx = jnp.sum(e * e, axis=1)
+        return (-2.0 * e) @ state.atoms.T + xx[:, None] + yy[None, :]  # may dip below 0 by rounding
+
+    def dense_count(_=None):
+        return _kernel_count(cfg, jnp.maximum(distances(), 0.0), state.counts, state.dm2)
+
+    d2 = distances()
+    block = _block_size(M, block)
+    nb = -(-M // block)
+    kb = min(nb, 4 * k)
+    if M <= 8 * block or kb == nb:
+        knn_d2, knn_idx = smallest_k(d2, k)
+        return jnp.maximum(knn_d2, 0.0), knn_idx, dense_count()
+    cand, cand_idx, kth_min = _block_candidates(d2, kb, block)
+    neg, ci = jax.lax.top_k(-cand, k)
+    knn_idx = jnp.take_along_axis(cand_idx, ci, axis=1).astype(jnp.int32)
+    knn_d2 = jnp.maximum(-neg, 0.0)
+    cand_c = jnp.where(cand_idx < M, state.counts[jnp.minimum(cand_idx, M - 1)], 0.0)
+    cand = jnp.maximum(cand, 0.0)
+    safe = jnp.where(state.dm2 > 0, state.dm2, 1.0)
+    inball = cand < state.dm2
+    kern = jnp.where(inball, cfg.epsilon / (cfg.epsilon + jnp.where(inball, cand, 0.0) / safe), 0.0)
+    count_cand = jnp.sum(kern * (1.0 + cand_c), axis=1)
+    complete = jnp.all(kth_min >= state.dm2)  # every block left out lies outside the ball
+    count = jax.lax.cond(complete, lambda _: count_cand, dense_count, None)
+    return knn_d2, knn_idx, count
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _reward_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array):
-    _, count = _query(cfg, state, e)
+    _, _, count = _query(cfg, state, e)
     return _reward(cfg, count), count
 
 
@@ -316,9 +374,8 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
     gamma = jnp.float32(cfg.gamma)
 
     # ---- pre-batch snapshot: rewards, k-NN, eviction ranking (Alg. 1 l.1-3, l.10)
-    d2, count = _query(cfg, state, e)
+    knn_d2, knn_idx, count = _query(cfg, state, e)  # (B, k) ascending; inf where fewer than k atoms
     reward = _reward(cfg, count)
-    knn_d2, knn_idx = smallest_k(d2, k)  # (B, k) ascending; inf where fewer than k atoms
     scores = _eviction_scores(cfg, state.counts * gamma, state.filled, noise.g)
     _, ranked = jax.lax.top_k(scores, R)  # evictee of the m-th insertion of this batch
     ranked = ranked.astype(jnp.int32)

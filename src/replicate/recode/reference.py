@@ -36,14 +36,10 @@ class ReferenceMemory:
     def pseudo_count(self, e: np.ndarray) -> float:
         """Alg. 1 l.1 with the kernel of Eq. (3): sum over all atoms in the d_m^2 ball."""
         cfg = self.cfg
-        n = 0.0
-        for l in range(cfg.memory_size):
-            if not self.filled[l]:
-                continue
-            d2 = float(np.sum((e - self.atoms[l]) ** 2))
-            if d2 < self.dm2:
-                n += (1.0 + self.counts[l]) * cfg.epsilon / (cfg.epsilon + d2 / self.dm2)
-        return n
+        d2 = np.sum((self.atoms - e) ** 2, axis=1)
+        inball = self.filled & (d2 < self.dm2)
+        kernel = cfg.epsilon / (cfg.epsilon + d2[inball] / self.dm2)
+        return float(np.sum((1.0 + self.counts[inball]) * kernel))
 
     def step(self, e: np.ndarray, u: float, g: np.ndarray) -> tuple[float, float, bool, int]:
         """One run of Algorithm 1 for embedding ``e``; returns (reward, pseudo-count, inserted, slot)."""
