@@ -227,3 +227,31 @@ def test_collapse_pairs():
     assert a.tolist() == [1, 1, 1, 0] and b.tolist() == [1, 1, 1, 0, 0]
     with pytest.raises(ValueError):
         tf.collapse_pair("other", 3)
+
+
+def test_padded_batch_equals_single_runs():
+    cfg = tf.TransformerConfig(width=16, heads=2, layers=2, vocab_size=2, pe="rope")
+    model = tf.Model.init(cfg, rng.key(6))
+    ya, yb = tf.token_final_pairs(model, "extra_one", [3, 7])
+    for t, n in enumerate([3, 7]):
+        a, b = tf.collapse_pair("extra_one", n)
+        np.testing.assert_allclose(ya[t], model.run(a).final[-1], atol=1e-5)
+        np.testing.assert_allclose(yb[t], model.run(b).final[-1], atol=1e-5)
+    keys = rng.seed_keys([0, 1])
+    za, zb = tf.collapse_synthetic_outputs(keys, 9, tf.SyntheticConfig(pe="alibi"))
+    one = tf.collapse_synthetic(rng.key(1), 9, tf.SyntheticConfig(pe="alibi"))
+    assert one["l1"] == pytest.approx(float(np.abs(np.asarray(za[1]) - np.asarray(zb[1])).sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize("pe", tf.PE_TYPES)
+def test_synthetic_curve_equals_prefix_runs(pe):
+    cfg = tf.SyntheticConfig(pe=pe)
+    keys = rng.seed_keys([0, 1])
+    a, b = tf.collapse_synthetic_curve(keys, [3, 8], cfg)
+    for s in range(2):
+        q, k, v = tf.synthetic_qkv(keys[s], 8, cfg)
+        for t, n in enumerate([3, 8]):
+            za, _ = tf.synthetic_last_output(q[:n], k[:n], v[:n], cfg)
+            zb, _ = tf.synthetic_last_output(*(tf.repeat_last(x[:n]) for x in (q, k, v)), cfg)
+            np.testing.assert_allclose(a[s, t], za, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(b[s, t], zb, rtol=1e-5, atol=1e-6)

@@ -35,6 +35,7 @@ the same attention core :func:`attend` as the Flax model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -405,26 +406,75 @@ def synthetic_qkv(key: jax.Array, n: int, cfg: SyntheticConfig) -> tuple[jax.Arr
     return q, k, v
 
 
+def _last_output(q_n, k, v, v_n, q_pos, cfg: SyntheticConfig):
+    """z = Σ_j α_j v_j + v_n for one query q_n at position q_pos over keys/values at positions 0..len-1
+    (keys after q_pos are masked by causality)."""
+    dt = DTYPES[cfg.dtype]
+    q_n, k, v, v_n = q_n.astype(dt), k.astype(dt), v.astype(dt), v_n.astype(dt)
+    out, w = attend(
+        q_n[None, None], k[None], v[None], q_pos=jnp.reshape(q_pos, (1,)), k_pos=jnp.arange(k.shape[0]),
+        pe=cfg.pe, causal=True, rope_base=cfg.rope_base, sinusoidal_base=cfg.sinusoidal_base,
+        add_sinusoidal=True, slopes=alibi_slopes(1),
+    )
+    return out[0, 0] + v_n, w[0, 0]
+
+
 def synthetic_last_output(q, k, v, cfg: SyntheticConfig) -> tuple[jax.Array, jax.Array]:
     """One causal attention layer's output at the last position, z_n = Σ_j α_nj v_j + v_n, and α_n,:.
 
     Only the last query row is computed (O(n·d)), so n = 10⁴ is cheap. Computed in ``cfg.dtype``.
     """
-    dt = DTYPES[cfg.dtype]
-    n = q.shape[0]
-    pos = jnp.arange(n)
-    q, k, v = q.astype(dt), k.astype(dt), v.astype(dt)
-    out, w = attend(
-        q[None, -1:], k[None], v[None], q_pos=pos[-1:], k_pos=pos, pe=cfg.pe, causal=True,
-        rope_base=cfg.rope_base, sinusoidal_base=cfg.sinusoidal_base, add_sinusoidal=True,
-        slopes=alibi_slopes(1),
-    )
-    return out[0, 0] + v[-1], w[0, 0]
+    return _last_output(q[-1], k, v, v[-1], q.shape[0] - 1, cfg)
 
 
 def repeat_last(x: jax.Array) -> jax.Array:
     """[x_1 … x_n] -> [x_1 … x_n x_n]: Thm 4.2's v* (the last token repeated)."""
     return jnp.concatenate([x, x[-1:]], axis=0)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "cfg"))
+def collapse_synthetic_outputs(keys: jax.Array, n: int, cfg: SyntheticConfig) -> tuple[jax.Array, jax.Array]:
+    """Last-token outputs z_n of [v, v_a] and z*_{n+1} of [v, v_a, v_a] for a batch of PRNG keys
+    (keys: (S, 2)); returns two (S, width) arrays in ``cfg.dtype``. One compile per (n, cfg)."""
+
+    def one(key):
+        q, k, v = synthetic_qkv(key, n, cfg)
+        a, _ = synthetic_last_output(q, k, v, cfg)
+        b, _ = synthetic_last_output(repeat_last(q), repeat_last(k), repeat_last(v), cfg)
+        return a, b
+
+    return jax.vmap(one)(keys)
+
+
+@functools.partial(jax.jit, static_argnames=("n_max", "cfg"))
+def _synthetic_curve(keys, ns, n_max: int, cfg: SyntheticConfig):
+    def per_seed(key):
+        q, k, v = synthetic_qkv(key, n_max, cfg)
+
+        def per_n(n):
+            # [v]: the first n tokens; keys past position n-1 are masked by causality.
+            a, _ = _last_output(q[n - 1], k, v, v[n - 1], n - 1, cfg)
+            # [v, v_a]: position n holds a copy of token n-1.
+            idx = jnp.minimum(jnp.arange(n_max + 1), n - 1)
+            b, _ = _last_output(q[n - 1], k[idx], v[idx], v[n - 1], n, cfg)
+            return a, b
+
+        return jax.vmap(per_n)(ns)
+
+    return jax.vmap(per_seed)(keys)
+
+
+def collapse_synthetic_curve(keys: jax.Array, ns, cfg: SyntheticConfig) -> tuple[jax.Array, jax.Array]:
+    """Last-token outputs for every seed and length in one compiled call: (S, len(ns), width) twice.
+
+    Each seed samples max(ns) tokens once; length n uses its first n (common random numbers across
+    n, like a growing sequence). Numerically the same computation as :func:`collapse_synthetic_outputs`
+    on the prefix (tested), with the extra keys masked out.
+    """
+    ns = [int(n) for n in ns]
+    if not ns or min(ns) < 1:
+        raise ValueError(f"ns must be a non-empty list of lengths >= 1, got {ns}")
+    return _synthetic_curve(keys, jnp.asarray(ns, jnp.int32), max(ns), cfg)
 
 
 def collapse_synthetic(key: jax.Array, n: int, cfg: SyntheticConfig) -> dict[str, float]:
@@ -435,10 +485,8 @@ def collapse_synthetic(key: jax.Array, n: int, cfg: SyntheticConfig) -> dict[str
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    q, k, v = synthetic_qkv(key, n, cfg)
-    a, _ = synthetic_last_output(q, k, v, cfg)
-    b, _ = synthetic_last_output(repeat_last(q), repeat_last(k), repeat_last(v), cfg)
-    return representation_difference(a, b)
+    a, b = collapse_synthetic_outputs(jnp.asarray(key)[None], n, cfg)
+    return representation_difference(a[0], b[0])
 
 
 def representation_difference(a: jax.Array, b: jax.Array) -> dict[str, float]:
@@ -474,3 +522,54 @@ def collapse_pair(construction: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     if construction == "extra_one":
         return ones_then_zero(n - 1), ones_then_zero(n)
     raise ValueError(f"construction={construction!r}: choose 'repeat_last' or 'extra_one'")
+
+
+def final_at_positions(model: Model, tokens: np.ndarray, positions: np.ndarray) -> jax.Array:
+    """y at ``positions[b]`` of each row of a (B, N) token batch (one compile for all rows).
+
+    For a causal model, position t's output ignores everything after t, so sequences of different
+    lengths can be right-padded to a common N and read at their own last position: exact, not an
+    approximation (masked keys get weight exactly 0).
+    """
+    if not model.cfg.causal:
+        raise ValueError("final_at_positions pads sequences on the right, which is only exact for causal models")
+    tokens, positions = jnp.asarray(tokens, jnp.int32), jnp.asarray(positions, jnp.int32)
+    if tokens.ndim != 2 or positions.shape != tokens.shape[:1]:
+        raise ValueError(f"tokens must be (B, N) and positions (B,); got {tokens.shape} and {positions.shape}")
+    return _final_at(model.module, model.params, tokens, positions)
+
+
+def _final_at(module, params, tokens, positions):
+    fn = _FINAL_AT_CACHE.get(module.cfg)  # one compiled function per configuration (and shape)
+    if fn is None:
+        fn = jax.jit(
+            lambda p, toks, pos: jax.lax.map(
+                lambda tp: module.apply(p, tp[0], return_attentions=False).final[tp[1]], (toks, pos)
+            )
+        )
+        _FINAL_AT_CACHE[module.cfg] = fn
+    return fn(params, tokens, positions)
+
+
+_FINAL_AT_CACHE: dict = {}
+
+
+def token_final_pairs(model: Model, construction: str, ns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Final-token representations y of the two sequences of :func:`collapse_pair` for each n:
+    two (len(ns), width) arrays in the model's compute dtype."""
+    pairs = [collapse_pair(construction, n) for n in ns]
+    width = max(len(b) for _, b in pairs)
+    rows, pos = [], []
+    for a, b in pairs:
+        for s in (a, b):
+            rows.append(np.pad(s, (0, width - len(s))))
+            pos.append(len(s) - 1)
+    ys = np.asarray(final_at_positions(model, np.stack(rows), np.array(pos)))
+    return ys[0::2], ys[1::2]
+
+
+def token_collapse(model: Model, construction: str, ns: list[int]) -> list[dict[str, float]]:
+    """Fig. 1(a) measured: for each n, the distance between the final-token representations y of
+    the two sequences of :func:`collapse_pair` (L1, L2, L∞, and bit-identity in the model's dtype)."""
+    ya, yb = token_final_pairs(model, construction, ns)
+    return [representation_difference(a, b) for a, b in zip(ya, yb)]
