@@ -274,3 +274,22 @@ def rnd_reward(cfg: RNDConfig, state: RNDState, x) -> jax.Array:
     target, pred = _rnd_nets(cfg)
     xn = jnp.clip((x - state.obs_rms.mean) / state.obs_rms.std(), -cfg.obs_clip, cfg.obs_clip)
     return jnp.sum((pred.apply(state.params, xn) - target.apply(state.target_params, xn)) ** 2, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def episodic_query(cfg: EpisodicConfig, state: EpisodicState, actor: int, probes: jax.Array) -> jax.Array:
+    """NGU kernel sums (the episodic 'count') of probe embeddings against one actor's current
+    episode memory, with its current d_m^2; no update."""
+    mem, size, dm2 = state.memory[actor], state.size[actor], state.dm2[actor]
+    d2 = _sqdist(probes, mem)
+    d2 = jnp.where(jnp.arange(mem.shape[0])[None] < size, d2, jnp.inf)
+    kd, _ = smallest_k(d2, cfg.k)
+    valid = jnp.isfinite(kd)
+    dn = jnp.maximum(kd / jnp.where(dm2 > 0, dm2, 1.0) - cfg.cluster_distance, 0.0)
+    return jnp.sum(jnp.where(valid, cfg.epsilon / (dn + cfg.epsilon), 0.0), axis=1)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def rnd_run(cfg: RNDConfig, state: RNDState, stream: jax.Array) -> RNDState:
+    """Train RND on a (T, B, d) stream, one Adam step per (B, d) batch, in one ``lax.scan``."""
+    return jax.lax.scan(lambda s, x: (_rnd_step_jit(cfg, s, x)[0], None), state, stream)[0]
