@@ -158,8 +158,13 @@ def pac_loss(
     key: Array,
     model: PerceiverActorCritic,
     cfg: PACConfig,
+    alpha: Array | float | None = None,
+    critic_weight: Array | float | None = None,
 ) -> tuple[Array, dict[str, Any]]:
     """Total PAC loss on ``batch`` and diagnostics.
+
+    ``alpha`` / ``critic_weight`` (optional, may be traced arrays) override ``cfg.alpha`` /
+    ``cfg.critic_weight``, so BC, PAC and an alpha sweep share one compiled training step.
 
     ``batch`` keys: ``obs``, ``next_obs`` (B, O) float; ``obs_mask`` (B, O) bool; ``task`` (B,) int;
     ``action`` (B, A) float in [-1, 1]; ``action_mask`` (B, A) bool; ``reward``, ``discount`` (B,).
@@ -198,10 +203,12 @@ def pac_loss(
     logp_data = action_log_prob(logits, a_idx, amask)
     logp_samples = action_log_prob(logits[:, None], samples, amask[:, None])  # (B, M)
 
-    l_pi = jnp.mean(policy_loss(logp_data, logp_samples, weights, cfg.alpha))
+    alpha = cfg.alpha if alpha is None else alpha
+    critic_weight = cfg.critic_weight if critic_weight is None else critic_weight
+    l_pi = jnp.mean(policy_loss(logp_data, logp_samples, weights, alpha))
     l_q = jnp.mean(critic_loss(q_logits, target_probs))
     l_eta = temperature_dual(q_samples, eta, cfg.epsilon) if cfg.learn_temperature else jnp.zeros(())
-    total = l_pi + cfg.critic_weight * l_q + l_eta
+    total = l_pi + critic_weight * l_q + l_eta
     aux = {
         "loss": total,
         "policy_loss": l_pi,

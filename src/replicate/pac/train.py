@@ -79,7 +79,9 @@ def _mesh() -> Mesh | None:
 
 @functools.lru_cache(maxsize=32)
 def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int):
-    """A jitted ``(state, data, key) -> (state, metrics)`` running ``num_steps`` updates in ``lax.scan``.
+    """A jitted ``(state, data, key, alpha, critic_weight) -> (state, metrics)`` running ``num_steps``
+    updates in ``lax.scan``. ``alpha`` and ``critic_weight`` are traced scalars (one compilation for
+    BC = (1, 0), BC+Q = (1, 1), PAC = (alpha, 1) and any alpha sweep).
 
     ``metrics`` holds the per-step scalars of :func:`replicate.pac.losses.pac_loss` (arrays of length
     ``num_steps``).
@@ -89,7 +91,7 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
     if mesh is not None and train_cfg.batch_size % len(mesh.devices):
         raise ValueError(f"batch_size={train_cfg.batch_size} must be divisible by the {len(mesh.devices)} devices")
 
-    def step_fn(state: TrainState, key: Array, data: Mapping[str, Array]):
+    def step_fn(state: TrainState, key: Array, data: Mapping[str, Array], alpha, critic_weight):
         k_idx, k_loss = jax.random.split(key)
         n = data["reward"].shape[0]
         idx = jax.random.randint(k_idx, (train_cfg.batch_size,), 0, n)
@@ -99,7 +101,7 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
 
         def loss(pl):
             p, lt = pl
-            return pac_loss(p, state.target_params, lt, batch, k_loss, model, pac_cfg)
+            return pac_loss(p, state.target_params, lt, batch, k_loss, model, pac_cfg, alpha, critic_weight)
 
         (_, aux), grads = jax.value_and_grad(loss, has_aux=True)((state.params, state.log_temperature))
         updates, opt_state = opt.update(grads, state.opt_state, (state.params, state.log_temperature))
@@ -111,14 +113,21 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
         return TrainState(params, target, log_t, opt_state, step), metrics
 
     @jax.jit
-    def train(state: TrainState, data: Mapping[str, Array], key: Array):
-        return jax.lax.scan(lambda s, k: step_fn(s, k, data), state, jax.random.split(key, num_steps))
+    def train(state: TrainState, data: Mapping[str, Array], key: Array, alpha=pac_cfg.alpha, critic_weight=pac_cfg.critic_weight):
+        alpha, critic_weight = jnp.float32(alpha), jnp.float32(critic_weight)
+        return jax.lax.scan(lambda s, k: step_fn(s, k, data, alpha, critic_weight), state, jax.random.split(key, num_steps))
 
     return train
 
 
-def fit(model, state: TrainState, data, key: Array, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int, chunk: int = 0):
-    """Run ``num_steps`` updates (in jitted chunks of ``chunk`` steps, default all at once); return state, metrics, seconds."""
+def fit(model, state: TrainState, data, key: Array, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int, chunk: int = 0,
+        alpha: float | None = None, critic_weight: float | None = None):
+    """Run ``num_steps`` updates (in jitted chunks of ``chunk`` steps, default all at once); return state, metrics, seconds.
+
+    ``alpha`` / ``critic_weight`` default to ``pac_cfg``'s (see :func:`make_train_fn`).
+    """
+    alpha = pac_cfg.alpha if alpha is None else alpha
+    critic_weight = pac_cfg.critic_weight if critic_weight is None else critic_weight
     chunk = chunk or num_steps
     fn = make_train_fn(model, pac_cfg, train_cfg, chunk)
     logs = []
@@ -128,7 +137,7 @@ def fit(model, state: TrainState, data, key: Array, pac_cfg: PACConfig, train_cf
         if num_steps - done < chunk:
             fn = make_train_fn(model, pac_cfg, train_cfg, num_steps - done)
         key, k = jax.random.split(key)
-        state, m = fn(state, data, k)
+        state, m = fn(state, data, k, alpha, critic_weight)
         logs.append(jax.device_get(m))
         done += len(next(iter(m.values())))
     jax.block_until_ready(state.params)
