@@ -71,11 +71,12 @@ def test_full_loss_matches_numpy(tiny, batch):
 
     b = {k: np.asarray(v) for k, v in batch.items()}
     atoms = np.asarray(cfg.value_atoms)
-    mdl = lambda p, *a, method: np.asarray(model.apply(p, *a, method=method))  # noqa: E731
+    apply = jax.jit(model.apply, static_argnames="method")
+    mdl = lambda p, *a, method: np.asarray(apply(p, *a, method=method))  # noqa: E731
     enc = PerceiverActorCritic.encode
-    z = model.apply(params, batch["obs"], batch["obs_mask"], batch["task"], method=enc)
-    zt = model.apply(target, batch["obs"], batch["obs_mask"], batch["task"], method=enc)
-    znt = model.apply(target, batch["next_obs"], batch["obs_mask"], batch["task"], method=enc)
+    z = apply(params, batch["obs"], batch["obs_mask"], batch["task"], method=enc)
+    zt = apply(target, batch["obs"], batch["obs_mask"], batch["task"], method=enc)
+    znt = apply(target, batch["next_obs"], batch["obs_mask"], batch["task"], method=enc)
     logits = mdl(params, z, batch["action_mask"], method=PerceiverActorCritic.policy_logits)
     a_idx = np.asarray(discretise_actions(batch["action"], cfg.num_action_bins))
     samples = np.asarray(aux["_samples"])
@@ -96,7 +97,7 @@ def test_full_loss_matches_numpy(tiny, batch):
     l_pi = np.mean(-(0.7 * improve + 0.3 * logp(a_idx)))
     # Critic term: bootstrap samples come from the target policy on s' (same key split as the loss).
     _, k_next = jax.random.split(key)
-    pn = model.apply(target, znt, batch["action_mask"], method=PerceiverActorCritic.policy_logits)
+    pn = apply(target, znt, batch["action_mask"], method=PerceiverActorCritic.policy_logits)
     nxt = np.asarray(jnp.swapaxes(jax.random.categorical(k_next, pn, axis=-1, shape=(3, 4, 2)), 0, 1))
     probs = np.mean([_softmax(mdl(target, znt, nxt[:, j], batch["action_mask"], method=PerceiverActorCritic.q_logits)) for j in range(3)], axis=0)
     tgt = _np_project(probs, b["reward"], b["discount"], atoms, 0.9)
@@ -119,20 +120,24 @@ def _policy_only(tree):
 def test_alpha_one_is_behaviour_cloning(tiny, batch):
     cfg, model, params = tiny
     key = jax.random.PRNGKey(5)
+    pcfg = L.PACConfig(learn_temperature=False, num_policy_samples=2)
+    # alpha and the critic weight are traced: one compilation serves BC, BC+Q and PAC.
+    loss = jax.jit(lambda p, a, c: L.pac_loss(p, params, jnp.zeros(()), batch, key, model, pcfg, a, c)[0])
+    grad = jax.jit(jax.grad(lambda p, a, c: L.pac_loss(p, params, jnp.zeros(()), batch, key, model, pcfg, a, c)[0]))
     bc = L.bc_loss(params, batch, model)
+    g_bc = jax.jit(jax.grad(lambda p: L.bc_loss(p, batch, model)))(params)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # noqa: E731
     # alpha = 1 and no critic: the whole loss and gradient are BC's.
+    assert float(loss(params, 1.0, 0.0)) == pytest.approx(float(bc), rel=1e-6)
+    jax.tree_util.tree_map(close, grad(params, 1.0, 0.0), g_bc)
+    # The static-config path gives the same (PACConfig(alpha=1, critic_weight=0)).
     pure = L.PACConfig(alpha=1.0, critic_weight=0.0, learn_temperature=False, num_policy_samples=2)
-    f = lambda p: L.pac_loss(p, params, jnp.zeros(()), batch, key, model, pure)[0]  # noqa: E731
-    assert float(jax.jit(f)(params)) == pytest.approx(float(bc), rel=1e-6)
-    g_pac, g_bc = _grads(f, params), _grads(lambda p: L.bc_loss(p, batch, model), params)
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_pac, g_bc)
+    static = jax.jit(lambda p: L.pac_loss(p, params, jnp.zeros(()), batch, key, model, pure)[0])
+    assert float(static(params)) == pytest.approx(float(bc), rel=1e-5)
     # alpha = 1 with the critic trained ("BC+Q"): the policy decoder's gradient is still BC's.
-    bcq = L.PACConfig(alpha=1.0, num_policy_samples=2)
-    g_bcq = _grads(lambda p: L.pac_loss(p, params, jnp.zeros(()), batch, key, model, bcq)[0], params)
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), _policy_only(g_bcq), _policy_only(g_bc))
+    jax.tree_util.tree_map(close, _policy_only(grad(params, 1.0, 1.0)), _policy_only(g_bc))
     # alpha < 1 changes the policy gradient (the Q term is active).
-    rl = L.PACConfig(alpha=0.5, critic_weight=0.0, learn_temperature=False, num_policy_samples=2)
-    g_rl = _grads(lambda p: L.pac_loss(p, params, jnp.zeros(()), batch, key, model, rl)[0], params)
+    g_rl = grad(params, 0.5, 0.0)
     diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(_policy_only(g_rl)), jax.tree_util.tree_leaves(_policy_only(g_bc))))
     assert diff > 1e-4
 
