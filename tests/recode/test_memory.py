@@ -230,3 +230,13 @@ def test_blocked_query_equals_dense_sum_over_all_atoms(dm2):
     k = cfg.epsilon / (cfg.epsilon + d2 / dm2) * (d2 < dm2)
     np.testing.assert_allclose(np.asarray(count), (k * (1 + np.asarray(st.counts))[None]).sum(1), rtol=1e-3, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(knn_idx), np.argsort(d2, axis=1, kind="stable")[:, :3])
+
+
+def test_count_mass_with_a_discount_too_strong_for_lazy_scaling():
+    """gamma^-B underflows for gamma = 0.5, B = 128: the explicit per-embedding discount is used."""
+    cfg = rm.RecodeConfig(memory_size=32, k=3, gamma=0.5, eta=0.3)
+    st = rm.init(cfg, 3)
+    xs = _stream(128 * 3, 3, seed=12).reshape(3, 128, 3)
+    for t in range(3):
+        st, _ = rm.step(cfg, st, xs[t], jax.random.PRNGKey(t))
+    assert float(jnp.sum(st.counts)) == pytest.approx(_count_mass_after(384, 0.5), rel=1e-4)

@@ -440,12 +440,17 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
     ev_to_batch = _sqdist(state.atoms[ranked], e)  # (R, B): evictee f_j to embeddings (new atoms)
 
     # ---- pass 2: apply the updates in batch order (Alg. 1 l.5, l.10-16)
+    # Per-embedding discount (l.5) without touching all M counts B times: counts are held in units
+    # of the batch start, true count at step b = stored * gamma^(b+1), when gamma^-B is representable.
+    per_emb = cfg.discount_per == "embedding"
+    lazy = per_emb and cfg.gamma ** B > 1e-30
     counts0 = state.counts * (gamma if cfg.discount_per == "call" else 1.0)
 
     def apply(carry, b):
         atoms, counts, filled, born = carry
-        if cfg.discount_per == "embedding":
+        if per_emb and not lazy:
             counts = counts * gamma  # l.5
+        unit = gamma ** (b + 1).astype(jnp.float32) if lazy else jnp.float32(1.0)  # stored -> true
         ins, s, m = inserted[b], slot[b], ins_rank[b]
         s_safe = jnp.maximum(s, 0)
         m_safe = jnp.maximum(m, 0)
@@ -465,10 +470,10 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
         give = ins & was_filled & has_n
         counts = counts.at[n].add(jnp.where(give, counts[s_safe], 0.0))  # l.12
         # insertion (l.13) or merge (l.15-16)
-        c_old = counts[s_safe]
+        c_old = counts[s_safe] * unit
         merged = (c_old * atoms[s_safe] + e[b]) / (c_old + 1.0)
         row = jnp.where(ins, e[b], merged)
-        cnt = jnp.where(ins, 1.0, c_old + 1.0)
+        cnt = jnp.where(ins, 1.0, c_old + 1.0) / unit
         act = s >= 0
         atoms = atoms.at[s_safe].set(jnp.where(act, row, atoms[s_safe]))
         counts = counts.at[s_safe].set(jnp.where(act, cnt, counts[s_safe]))
@@ -477,6 +482,8 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
         return (atoms, counts, filled, born), None
 
     (atoms, counts, filled, born), _ = jax.lax.scan(apply, (state.atoms, counts0, state.filled, state.born), b_idx)
+    if lazy:
+        counts = counts * gamma ** jnp.float32(B)
     new_state = RecodeState(atoms, counts, filled, born, dm2, ready, state.n_seen + B)
     out = StepOutput(reward, count, inserted, slot, near_d2, jnp.sum(dropped).astype(jnp.int32))
     return new_state, out
