@@ -89,3 +89,41 @@ def test_validation(small):
     with pytest.raises(ValueError, match=r"\(seq, width\)"):
         sn.jacobian_norms(model.final, emb[0])
     np.testing.assert_allclose(sn.normalised_profile([1.0, 3.0]), [0.25, 0.75])
+
+
+def test_frozen_attention_model_jacobian_is_the_value_path():
+    """With freeze_attention, the model's Jacobian is exactly Thm 5.1's linearisation:
+    ∂y_n/∂v_i = δ_ni I + Λ_ni (W_v W_o)ᵀ for one attention-only layer without norms."""
+    cfg = tf.TransformerConfig(width=8, heads=1, layers=1, pe="alibi", norm="none", mlp_ratio=0, final_norm=False,
+                               freeze_attention=True)
+    model = tf.Model.init(cfg, rng.key(4))
+    emb = jnp.asarray(np.random.default_rng(4).normal(size=(6, 8)).astype(np.float32))
+    lam = np.asarray(model.run(embeddings=emb).attentions[0, 0], np.float64)
+    p = model.params["params"]["block_0"]
+    wvo = np.asarray(p["v"]["kernel"], np.float64) @ np.asarray(p["o"]["kernel"], np.float64)
+    block = sn.jacobian_block(model.final, emb)  # (out, seq, in)
+    for i in range(6):
+        np.testing.assert_allclose(block[:, i, :], (float(i == 5) * np.eye(8) + lam[5, i] * wvo).T, atol=1e-5)
+    full = tf.Model(tf.TransformerConfig(**{**cfg.__dict__, "freeze_attention": False}), model.params)
+    assert np.abs(sn.jacobian_block(full.final, emb) - block).max() > 1e-4  # attention's own gradient is real
+    np.testing.assert_array_equal(full.run(embeddings=emb).final, model.run(embeddings=emb).final)  # same forward
+
+
+def test_compare_with_bound():
+    lam = th.uniform_causal_attention(5)
+    attn = np.stack([lam, lam])[:, None]  # (L=2, H=1, 5, 5)
+    measured = th.oversquashing_bound([lam, lam]) * 3.0
+    out = sn.compare_with_bound(measured, attn)
+    assert out["c_emp"] == pytest.approx(3.0) and out["spearman"] == pytest.approx(1.0)
+    np.testing.assert_array_equal(out["paths"], [5, 4, 3, 2, 1])
+    assert out["first_last_paths"] == 5.0
+    with pytest.raises(ValueError, match="expected"):
+        sn.compare_with_bound(measured[:3], attn)
+
+
+def test_model_jacobian_norms_matches_generic(small):
+    model, emb = small
+    np.testing.assert_allclose(sn.model_jacobian_norms(model, emb), sn.jacobian_norms(model.final, emb), rtol=1e-5)
+    np.testing.assert_allclose(sn.model_jacobian_norms(model, emb, position=2), sn.jacobian_norms(model.final, emb, position=2), rtol=1e-5)
+    gains = tf.attention_branch_gains(model, model.run(embeddings=emb).hidden_states)
+    assert gains.shape == (2,) and np.all(gains > 0)

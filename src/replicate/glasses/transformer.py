@@ -111,12 +111,15 @@ def attend(
     sinusoidal_base: float = 10000.0,
     add_sinusoidal: bool = False,
     slopes: jax.Array | None = None,
+    freeze_weights: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Scaled dot-product attention for H heads with the paper's PE options.
 
     q: (H, m, dh) queries at positions ``q_pos`` (m,); k, v: (H, s, dh) at ``k_pos`` (s,).
     Returns (output (H, m, dh), weights (H, m, s)); weights are float32, rows sum to one.
     Logits are (q·k)/√dh, plus −m_h·|i−j| for ALiBi; softmax runs in float32.
+    ``freeze_weights`` stops gradients through the attention weights (Thm 5.1's assumption (ii):
+    attention treated as independent of the input), leaving only the value path differentiable.
     """
     dh = q.shape[-1]
     if pe == "rope":
@@ -131,6 +134,8 @@ def attend(
     mask = attention_mask(q_pos, k_pos, causal=causal, window=window)
     logits = jnp.where(mask[None], logits, -jnp.inf)
     weights = jax.nn.softmax(logits, axis=-1)
+    if freeze_weights:
+        weights = jax.lax.stop_gradient(weights)
     out = jnp.einsum("hms,hsd->hmd", weights.astype(v.dtype), v)
     return out, weights
 
@@ -153,6 +158,8 @@ class TransformerConfig:
     init_std: std of weight matrices (None: 1/√width, i.e. N(0, 1/d) as in App. C.3).
     embed_std: std of the token embedding table (only with vocab_size).
     final_norm: apply norm_3 to v^(L) to get y (Sec. 2).
+    freeze_attention: stop gradients through attention weights (Thm 5.1's assumption (ii)); the
+    forward pass is unchanged.
     """
 
     width: int = 64
@@ -172,6 +179,7 @@ class TransformerConfig:
     rope_base: float = 10000.0
     sinusoidal_base: float = 10000.0
     norm_eps: float = 1e-6
+    freeze_attention: bool = False
 
     def __post_init__(self):
         if self.width < 1 or self.heads < 1 or self.layers < 1:
@@ -254,6 +262,7 @@ class Block(nn.Module):
             q, k, v, q_pos=positions, k_pos=positions, pe=cfg.pe, causal=cfg.causal, window=cfg.window,
             rope_base=cfg.rope_base, sinusoidal_base=cfg.sinusoidal_base,
             add_sinusoidal=cfg.pe == "sinusoidal" and cfg.sinusoidal_mode == "attention",
+            freeze_weights=cfg.freeze_attention,
         )
         x = x + dense(cfg.width, "o")(out.transpose(1, 0, 2).reshape(seq, cfg.width))
         if cfg.mlp_ratio:
@@ -347,6 +356,30 @@ class Model:
     def final(self, emb: jax.Array) -> jax.Array:
         """y = norm_3(v^(L)) as a differentiable function of the input embeddings (not jitted)."""
         return self.module.apply(self.params, None, embeddings=emb, return_attentions=False).final
+
+
+def attention_branch_gains(model: Model, hidden_states) -> np.ndarray:
+    """Plug-in estimate of 1/β^(l) for each layer: how much one unit of attention weight carries.
+
+    In Thm 5.1's proof the value path of layer l contributes Λ^(l)_ij · (gain of norm_1 at v_j) ·
+    ‖W_v W_o‖ (the paper drops W_v, W_o and calls the norm's constant 1/β₁). We estimate the gain as
+    ‖W_v^(l) W_o^(l)‖₂ · max(norm_1 scale) / median_j std(v_j^(l)) (LayerNorm's Jacobian at v is ≈
+    scale/std(v) on the centred subspace; RMSNorm's uses the RMS instead). Returns (L,) gains g_l;
+    use ``betas = 1/g`` in :func:`replicate.glasses.theory.bound_matrix`.
+    """
+    cfg = model.cfg
+    hs = np.asarray(hidden_states, dtype=np.float64)
+    out = []
+    for l in range(cfg.layers):
+        p = model.params["params"][f"block_{l}"]
+        wvo = np.asarray(p["v"]["kernel"], np.float64) @ np.asarray(p["o"]["kernel"], np.float64)
+        x = hs[l]
+        if cfg.norm == "layer":
+            x = x - x.mean(-1, keepdims=True)
+        scale = float(np.max(np.abs(np.asarray(p["norm_1"]["scale"])))) if cfg.norm != "none" else 1.0
+        denom = float(np.median(np.sqrt((x**2).mean(-1)))) if cfg.norm != "none" else 1.0
+        out.append(np.linalg.norm(wvo, 2) * scale / denom)
+    return np.array(out)
 
 
 # ============================================================================ App. C.3 / C.4 synthetic setups
