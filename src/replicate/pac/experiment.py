@@ -5,6 +5,7 @@ alpha sweep) and evaluate it in every task's simulator. Used by notebooks 31 and
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -103,14 +104,19 @@ def run(
 
 def heldout_losses(model, state: T.TrainState, held: Mapping[str, np.ndarray], pac: PACConfig, tc: T.TrainConfig, seed: int, max_rows: int = 4096) -> dict[str, float]:
     """BC negative log-likelihood and critic loss on held-out episodes (the scaling-law targets, nb 32)."""
-    from replicate.pac.losses import pac_loss
-
     n = min(len(held["reward"]), max_rows)
     idx = np.linspace(0, len(held["reward"]) - 1, n).astype(int)
     batch = {k: jax.numpy.asarray(held[k][idx]) for k in T.BATCH_KEYS}
     batch["reward"] = batch["reward"] * tc.reward_scale
-    _, aux = jax.jit(lambda p, t, lt, b: pac_loss(p, t, lt, b, jax.random.PRNGKey(seed), model, pac))(state.params, state.target_params, state.log_temperature, batch)
+    _, aux = _heldout_fn(model, pac)(state.params, state.target_params, state.log_temperature, batch, jax.random.PRNGKey(seed))
     return {"heldout_bc_nll": float(aux["bc_nll"]), "heldout_critic_loss": float(aux["critic_loss"])}
+
+
+@functools.lru_cache(maxsize=16)
+def _heldout_fn(model, pac: PACConfig):
+    from replicate.pac.losses import pac_loss
+
+    return jax.jit(lambda p, t, lt, b, k: pac_loss(p, t, lt, b, k, model, pac))
 
 
 def replace(cfg, **kw):

@@ -1,0 +1,71 @@
+"""Scaling-law fits for the PAC isoFLOP sweep (paper Sec. 4.2 follows Hoffmann et al. 2022, "Chinchilla").
+
+* **isoFLOP profiles** (Chinchilla approach 2): for each compute budget ``C`` train several model
+  sizes ``N`` for ``D = C / (k N)`` samples; fit a parabola to loss vs ``log N``; its minimum is
+  ``N_opt(C)``; then fit ``N_opt ∝ C^a`` (and ``D_opt ∝ C^b``, ``b ≈ 1 - a``).
+* **Parametric fit** (approach 3): ``L(N, D) = E + A / N^alpha + B / D^beta`` by robust (Huber)
+  least squares in log-parameter space; it implies ``N_opt ∝ C^(beta / (alpha + beta))``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def isoflop_optimum(n_params: Sequence[float], losses: Sequence[float], window: int = 5) -> float:
+    """``N_opt`` of one isoFLOP profile: vertex of a parabola in ``log10 N`` fitted to the ``window``
+    points around the best one (a wide parabola is biased, the known weakness of approach 2);
+    fallback: the best point."""
+    order = np.argsort(np.asarray(n_params, float))
+    x = np.log10(np.asarray(n_params, float))[order]
+    y = np.asarray(losses, float)[order]
+    if len(x) > window:
+        lo = int(np.clip(np.argmin(y) - window // 2, 0, len(x) - window))
+        x, y = x[lo : lo + window], y[lo : lo + window]
+    if len(x) < 3:
+        return float(10 ** x[np.argmin(y)])
+    c2, c1, _ = np.polyfit(x, y, 2)
+    if c2 <= 0:  # no interior minimum: the optimum lies at the edge of the grid
+        return float(10 ** x[np.argmin(y)])
+    vertex = -c1 / (2 * c2)
+    return float(10 ** np.clip(vertex, x.min(), x.max()))
+
+
+def power_law_exponent(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``y = c x^a`` in log space; returns ``(a, c)``. Needs >= 2 distinct ``x``."""
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    if len(np.unique(lx)) < 2:
+        raise ValueError("need at least two distinct x values to fit a power law")
+    a, logc = np.polyfit(lx, ly, 1)
+    return float(a), float(np.exp(logc))
+
+
+def fit_chinchilla(n: Sequence[float], d: Sequence[float], loss: Sequence[float]) -> dict[str, float] | None:
+    """Fit ``L = E + A N^-alpha + B D^-beta`` (Huber loss on log L, delta 1e-3, several starts).
+
+    Returns ``{E, A, B, alpha, beta, a_opt}`` with ``a_opt = beta / (alpha + beta)`` (``N_opt ∝ C^a_opt``),
+    or ``None`` with fewer than 6 points (5 parameters).
+    """
+    from scipy.optimize import least_squares
+
+    n, d, y = (np.asarray(v, float) for v in (n, d, loss))
+    if len(y) < 6:
+        return None
+
+    def resid(p):
+        e, a, b, al, be = p
+        pred = np.logaddexp.reduce(np.stack([np.full_like(n, e), a - al * np.log(n), b - be * np.log(d)]), axis=0)
+        return pred - np.log(y)
+
+    best = None
+    for al0 in (0.2, 0.5, 1.0):
+        for be0 in (0.2, 0.5, 1.0):
+            p0 = np.array([np.log(max(y.min() * 0.5, 1e-6)), 1.0, 1.0, al0, be0])
+            r = least_squares(resid, p0, loss="huber", f_scale=1e-3, bounds=([-20, -20, -20, 0.0, 0.0], [20, 40, 40, 3.0, 3.0]))
+            if best is None or r.cost < best.cost:
+                best = r
+    e, a, b, al, be = best.x
+    a_opt = be / (al + be) if al + be > 0 else float("nan")
+    return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": float(al), "beta": float(be), "a_opt": float(a_opt)}
