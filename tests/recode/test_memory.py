@@ -240,3 +240,31 @@ def test_count_mass_with_a_discount_too_strong_for_lazy_scaling():
     for t in range(3):
         st, _ = rm.step(cfg, st, xs[t], jax.random.PRNGKey(t))
     assert float(jnp.sum(st.counts)) == pytest.approx(_count_mass_after(384, 0.5), rel=1e-4)
+
+
+def test_large_memory_paths_equal_reference():
+    """M = 4096 takes the chunked k-NN / kernel / evictee-neighbour paths; B = 1 must still equal Alg. 1."""
+    M, d = 4096, 6
+    cfg = rm.RecodeConfig(memory_size=M, k=4, kappa=0.3, tau=0.05, gamma=0.99, eta=0.7)
+    rng = np.random.default_rng(5)
+    atoms = rng.normal(size=(M, d)).astype(np.float32)
+    counts = rng.exponential(2.0, size=M).astype(np.float32)
+    st = rm.init(cfg, d)._replace(atoms=jnp.asarray(atoms), counts=jnp.asarray(counts), filled=jnp.ones(M, bool),
+                                  dm2=jnp.float32(1.0), dm2_ready=jnp.bool_(True))
+    ref = ReferenceMemory(cfg, d)
+    ref.atoms[:], ref.counts[:], ref.filled[:] = atoms, counts, True
+    ref.dm2, ref.dm2_ready = 1.0, True
+    key = jax.random.PRNGKey(8)
+    n_ins = 0
+    for t in range(40):
+        e = (rng.normal(size=(1, d)) * 1.5).astype(np.float32)
+        key, sk = jax.random.split(key)
+        nz = rm.draw_noise(cfg, sk, 1)
+        st, out = rm.step(cfg, st, e, noise=nz)
+        r, c, ins, slot = ref.step(e[0].astype(np.float64), float(nz.u[0]), np.asarray(nz.g, np.float64))
+        assert (bool(out.inserted[0]), int(out.slot[0])) == (ins, slot)
+        assert float(out.count[0]) == pytest.approx(c, rel=1e-3, abs=1e-5)
+        n_ins += ins
+    assert n_ins > 10
+    np.testing.assert_allclose(np.asarray(st.counts), ref.counts, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(st.atoms), ref.atoms, atol=1e-4)

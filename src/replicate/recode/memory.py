@@ -269,6 +269,33 @@ def _block_candidates(d2: jax.Array, n_blocks: int, block: int):
     return cand, idx, -neg_min[:, -1]
 
 
+def _chunked_candidates(e: jax.Array, state: "RecodeState", n_blocks: int, block: int, n_chunks: int):
+    """:func:`_block_candidates` on the distance matrix computed chunk by chunk of atoms (``lax.map``):
+    each chunk's distances are reduced to block minima while they are still in cache. Blocks are
+    strided within a chunk; the candidates are gathered from the stored chunks afterwards."""
+    n = e.shape[0]
+    M, d = state.atoms.shape
+    mc = M // n_chunks
+    nbc = mc // block  # blocks per chunk; block (c, j) holds atoms c * mc + s * nbc + j
+    yy = jnp.where(state.filled, jnp.sum(state.atoms * state.atoms, axis=1), jnp.inf)
+    xx = jnp.sum(e * e, axis=1)
+    e2 = -2.0 * e
+
+    def chunk(xs):
+        a, y = xs
+        dc = (e2 @ a.T + xx[:, None] + y[None, :]).reshape(n, block, nbc)
+        return dc, jnp.min(dc, axis=1)
+
+    dcs, mins = jax.lax.map(chunk, (state.atoms.reshape(n_chunks, mc, d), yy.reshape(n_chunks, mc)))
+    mins = jnp.moveaxis(mins, 0, 1).reshape(n, n_chunks * nbc)  # block id = c * nbc + j
+    neg_min, bi = jax.lax.top_k(-mins, n_blocks)
+    c, j = bi // nbc, bi % nbc  # (n, kb)
+    rows = jnp.arange(n)[:, None, None]
+    cand = dcs[c[:, None, :], rows, jnp.arange(block)[None, :, None], j[:, None, :]]  # (n, block, kb)
+    idx = c[:, None, :] * mc + jnp.arange(block)[None, :, None] * nbc + j[:, None, :]
+    return cand.reshape(n, block * n_blocks), idx.reshape(n, block * n_blocks), -neg_min[:, -1]
+
+
 def smallest_k(d2: jax.Array, k: int, block: int = 128) -> tuple[jax.Array, jax.Array]:
     """The k smallest entries of each row of ``d2`` (values ascending, indices), exactly.
 
@@ -336,14 +363,17 @@ def _query(cfg: RecodeConfig, state: RecodeState, e: jax.Array, block: int = 128
     def dense_count(_=None):
         return _kernel_count(cfg, jnp.maximum(distances(), 0.0), state.counts, state.dm2)
 
-    d2 = distances()
     block = _block_size(M, block)
     nb = -(-M // block)
     kb = min(nb, 4 * k)
     if M <= 8 * block or kb == nb:
-        knn_d2, knn_idx = smallest_k(d2, k)
+        knn_d2, knn_idx = smallest_k(distances(), k)
         return jnp.maximum(knn_d2, 0.0), knn_idx, dense_count()
-    cand, cand_idx, kth_min = _block_candidates(d2, kb, block)
+    n_chunks = next((c for c in range(16, 1, -1) if M % c == 0 and (M // c) % block == 0 and (M // c) // block >= 2), 1)
+    if n_chunks > 1:
+        cand, cand_idx, kth_min = _chunked_candidates(e, state, kb, block, n_chunks)
+    else:
+        cand, cand_idx, kth_min = _block_candidates(distances(), kb, block)
     neg, ci = jax.lax.top_k(-cand, k)
     knn_idx = jnp.take_along_axis(cand_idx, ci, axis=1).astype(jnp.int32)
     knn_d2 = jnp.maximum(-neg, 0.0)
@@ -423,12 +453,22 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
     (dm2, ready, n_ins, ins_mask, _), (inserted, slot, ins_rank, near_d2, dropped) = jax.lax.scan(decide, carry0, b_idx)
 
     # ---- neighbours of the evictees among the pre-batch atoms (Alg. 1 l.11), only as many as used
+    blk = _block_size(M, 128)
+    n_chunks = next((c for c in range(16, 1, -1) if M % c == 0 and (M // c) % blk == 0 and (M // c) // blk >= 2), 1)
+
     def evictee_nbrs(n_rows: int):
         rows = ranked[:n_rows]
-        dd = _sqdist(state.atoms[rows], state.atoms)
-        dd = jnp.where(state.filled[None, :], dd, jnp.inf)
-        dd = dd.at[jnp.arange(n_rows), rows].set(jnp.inf)
-        val_r, idx_r = smallest_k(dd, kr)
+        if n_chunks > 1 and M // blk > 4 * (kr + 1):
+            # the kr + 1 nearest atoms (self included) come from the kr + 1 best blocks; drop self
+            cand, cidx, _ = _chunked_candidates(state.atoms[rows], state, kr + 1, blk, n_chunks)
+            cand = jnp.where(cidx == rows[:, None], jnp.inf, cand)
+            neg, ci = jax.lax.top_k(-cand, kr)
+            val_r, idx_r = jnp.maximum(-neg, 0.0), jnp.take_along_axis(cidx, ci, axis=1).astype(jnp.int32)
+        else:
+            dd = _sqdist(state.atoms[rows], state.atoms)
+            dd = jnp.where(state.filled[None, :], dd, jnp.inf)
+            dd = dd.at[jnp.arange(n_rows), rows].set(jnp.inf)
+            val_r, idx_r = smallest_k(dd, kr)
         pad = R - n_rows
         return (jnp.pad(val_r, ((0, pad), (0, 0)), constant_values=jnp.inf), jnp.pad(idx_r, ((0, pad), (0, 0))))
 
