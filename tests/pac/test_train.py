@@ -33,3 +33,20 @@ def test_target_copied_every_period_and_bc_improves():
     s, metrics, _ = T.fit(model, s0, data, jax.random.PRNGKey(3), pac, tc, 60, chunk=2)
     assert metrics["bc_nll"].shape == (60,)
     assert metrics["bc_nll"][-10:].mean() < metrics["bc_nll"][:5].mean() - 0.2
+
+
+def test_bc_only_step_matches_alpha_one_without_critic():
+    rng = np.random.default_rng(1)
+    n = 32
+    obs = rng.normal(size=(n, 3)).astype(np.float32)
+    data = {k: jnp.asarray(v) for k, v in dict(
+        obs=obs, next_obs=obs, obs_mask=np.ones((n, 3), bool), action=np.clip(obs[:, :1], -1, 1),
+        action_mask=np.ones((n, 1), bool), reward=np.ones(n, np.float32), discount=np.ones(n, np.float32),
+        task=np.zeros(n, np.int32)).items()}
+    net = make_config("tiny", obs_dim=3, action_dim=1, num_tasks=1, num_action_bins=5, num_value_bins=11, v_max=10.0)
+    pac = PACConfig(learn_temperature=False, num_policy_samples=1)
+    tc = T.TrainConfig(batch_size=8)
+    model, s0 = T.init_state(net, pac, tc, jax.random.PRNGKey(0))
+    a, _ = T.make_train_fn(model, pac, tc, 2, bc_only=True)(s0, data, jax.random.PRNGKey(4), 1.0, 0.0)
+    b, _ = T.make_train_fn(model, pac, tc, 2)(s0, data, jax.random.PRNGKey(4), 1.0, 0.0)
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), a.params, b.params)

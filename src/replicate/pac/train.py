@@ -23,7 +23,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from replicate.pac import data as D
-from replicate.pac.losses import PACConfig, pac_loss
+from replicate.pac.losses import PACConfig, bc_loss, pac_loss
 from replicate.pac.perceiver import PerceiverActorCritic, PerceiverConfig, init_params, undiscretise_actions
 from replicate.rl.dmc import DMCEnv
 
@@ -78,10 +78,13 @@ def _mesh() -> Mesh | None:
 
 
 @functools.lru_cache(maxsize=32)
-def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int):
+def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int, bc_only: bool = False):
     """A jitted ``(state, data, key, alpha, critic_weight) -> (state, metrics)`` running ``num_steps``
     updates in ``lax.scan``. ``alpha`` and ``critic_weight`` are traced scalars (one compilation for
     BC = (1, 0), BC+Q = (1, 1), PAC = (alpha, 1) and any alpha sweep).
+    ``bc_only=True`` compiles a plain BC step instead (encoder + policy decoder only; no target or
+    critic passes): the cheap baseline for throughput benchmarks; it gives the same gradients as
+    ``(alpha, critic_weight) = (1, 0)``.
 
     ``metrics`` holds the per-step scalars of :func:`replicate.pac.losses.pac_loss` (arrays of length
     ``num_steps``).
@@ -101,6 +104,9 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
 
         def loss(pl):
             p, lt = pl
+            if bc_only:
+                nll = bc_loss(p, batch, model) + 0.0 * lt
+                return nll, {"loss": nll, "bc_nll": nll}
             return pac_loss(p, state.target_params, lt, batch, k_loss, model, pac_cfg, alpha, critic_weight)
 
         (_, aux), grads = jax.value_and_grad(loss, has_aux=True)((state.params, state.log_temperature))
