@@ -96,3 +96,17 @@ def test_grid_stream_shifts_and_ground_truth():
     x0, x1 = cells[:, :-1] // 8, cells[:, 1:] // 8
     right = acts == 3
     assert np.all((x1 - x0)[right] >= 0)
+
+
+def test_stream_observations_do_not_depend_on_segmentation():
+    from replicate.recode.experiments import build_stream
+
+    gs = GridStream(size=6, n_actors=3, episode_len=10, n_episodes=300, embed_dim=4, noise=0.1)
+    st = build_stream(gs, [0, 1])
+    T = st.cells.shape[0]
+    full = st.obs(0, T)
+    pieces = np.concatenate([st.obs(0, 1500), st.obs(1500, 2100), st.obs(2100, T)], axis=1)
+    np.testing.assert_array_equal(full, pieces)
+    np.testing.assert_array_equal(st.obs(100, 2000, 1), full[1, 100:2000])
+    assert not np.array_equal(full[0], full[1])  # seeds draw different noise
+    assert np.std(full - gs.cell_features()[st.cells][None]) == pytest.approx(0.1, rel=0.05)

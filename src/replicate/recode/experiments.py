@@ -21,23 +21,47 @@ from replicate.recode import memory as rm
 from replicate.recode.streams import GridStream
 
 
+_CHUNK = 1024  # calls per block of observation noise (noise is drawn per block: segment-independent)
+
+
 @dataclasses.dataclass
 class Stream:
+    """Cell ids of every memory call and, per seed, noisy embeddings generated on demand (the whole
+    (seeds, calls, actors, dim) array would not fit in memory at the ``full`` profile)."""
+
     gs: GridStream
+    seeds: tuple[int, ...]
     cells: np.ndarray  # (T, A) cell ids, one row per memory call (all actors' current step)
     first: np.ndarray  # (T, A) bool: first step of an episode
-    obs: np.ndarray  # (S, T, A, d) noisy embeddings, one stream per seed
     episode_of_call: np.ndarray  # (T,) episode index of each call
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.seeds), *self.cells.shape, self.gs.embed_dim)
+
+    def obs(self, start: int, stop: int, seed_index: int | None = None) -> np.ndarray:
+        """Noisy embeddings of calls [start, stop): (S, stop - start, A, d), or (stop - start, A, d)
+        for one seed. Fixed features of the cells plus N(0, noise^2), drawn per block of calls."""
+        feats = self.gs.cell_features()
+        idx = range(len(self.seeds)) if seed_index is None else [seed_index]
+        out = []
+        for si in idx:
+            parts = []
+            for b in range(start // _CHUNK, -(-stop // _CHUNK)):
+                lo, hi = b * _CHUNK, min((b + 1) * _CHUNK, self.cells.shape[0])
+                rng = np.random.default_rng([self.gs.seed, 3, self.seeds[si], b])
+                noise = rng.normal(size=(hi - lo, self.cells.shape[1], self.gs.embed_dim)).astype(np.float32)
+                parts.append(noise[max(start, lo) - lo : min(stop, hi) - lo])
+            out.append(feats[self.cells[start:stop]] + np.concatenate(parts) * np.float32(self.gs.noise))
+        return out[0] if seed_index is not None else np.stack(out)
 
 
 def build_stream(gs: GridStream, seeds: Sequence[int]) -> Stream:
     cells, _ = gs.trajectories()  # (E, L+1, A)
     E, L1, A = cells.shape
-    flat = cells.reshape(E * L1, A)
     first = np.zeros((E, L1, A), bool)
     first[:, 0] = True
-    obs = np.stack([gs.observe(flat, np.random.default_rng([gs.seed, 3, s])) for s in seeds])
-    return Stream(gs, flat, first.reshape(E * L1, A), obs, np.repeat(np.arange(E), L1))
+    return Stream(gs, tuple(int(s) for s in seeds), cells.reshape(E * L1, A), first.reshape(E * L1, A), np.repeat(np.arange(E), L1))
 
 
 def true_counts(cells: np.ndarray, n_cells: int, gamma: float, checkpoints: Sequence[int]) -> np.ndarray:
@@ -67,9 +91,9 @@ def run_recode(cfg: rm.RecodeConfig, stream: Stream, points: Sequence[int], key:
     """RECODE over the stream for every seed (vmap). Returns, at every point, each cell's pseudo-count
     N (Alg. 1 l.1; the count the reward uses) and the count of the cell's nearest atom, both
     (S, P, n_cells), and the final states."""
-    S = stream.obs.shape[0]
+    S = stream.shape[0]
     feats = jnp.asarray(stream.gs.cell_features())
-    state0 = rm.init(cfg, stream.obs.shape[-1])
+    state0 = rm.init(cfg, stream.shape[-1])
     keys = jax.random.split(key, S)
 
     @jax.jit
@@ -87,7 +111,7 @@ def run_recode(cfg: rm.RecodeConfig, stream: Stream, points: Sequence[int], key:
     states = jax.tree.map(lambda x: jnp.broadcast_to(x, (S, *x.shape)), state0)
     counts, nearest, prev = [], [], 0
     for p in points:
-        xs = jnp.asarray(stream.obs[:, prev:p])
+        xs = jnp.asarray(stream.obs(prev, p))
         seg_keys = jax.vmap(lambda k: jax.random.fold_in(k, p))(keys)
         states = segment(states, xs, seg_keys)
         n, c = query(states)
@@ -100,7 +124,7 @@ def run_recode(cfg: rm.RecodeConfig, stream: Stream, points: Sequence[int], key:
 def run_episodic(cfg: bl.EpisodicConfig, stream: Stream, points: Sequence[int]):
     """NGU episodic memory per actor; at each point the kernel sums of all cells against actor 0's
     current episode memory. Returns (S, P, n_cells)."""
-    S, T, A, d = stream.obs.shape
+    S, T, A, d = stream.shape
     feats = jnp.asarray(stream.gs.cell_features())
 
     @jax.jit
@@ -115,7 +139,7 @@ def run_episodic(cfg: bl.EpisodicConfig, stream: Stream, points: Sequence[int]):
     for s in range(S):
         state, prev, counts = bl.init_episodic(cfg, A, d), 0, []
         for p in points:
-            state = segment(state, jnp.asarray(stream.obs[s, prev:p]), jnp.asarray(stream.first[prev:p]))
+            state = segment(state, jnp.asarray(stream.obs(prev, p, s)), jnp.asarray(stream.first[prev:p]))
             counts.append(np.asarray(bl.episodic_query(cfg, state, 0, feats)))
             prev = p
         out.append(np.stack(counts))
@@ -124,13 +148,13 @@ def run_episodic(cfg: bl.EpisodicConfig, stream: Stream, points: Sequence[int]):
 
 def run_rnd(cfg: bl.RNDConfig, stream: Stream, points: Sequence[int], key: jax.Array):
     """RND trained on the stream; count proxy 1 / error at every cell. Returns (S, P, n_cells)."""
-    S, T, A, d = stream.obs.shape
+    S, T, A, d = stream.shape
     feats = jnp.asarray(stream.gs.cell_features())
     out = []
     for s in range(S):
         state, prev, counts = bl.init_rnd(cfg, jax.random.fold_in(key, s), d), 0, []
         for p in points:
-            state = bl.rnd_run(cfg, state, jnp.asarray(stream.obs[s, prev:p]))
+            state = bl.rnd_run(cfg, state, jnp.asarray(stream.obs(prev, p, s)))
             counts.append(1.0 / np.maximum(np.asarray(bl.rnd_reward(cfg, state, feats)), 1e-12))
             prev = p
         out.append(np.stack(counts))
