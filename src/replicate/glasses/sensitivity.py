@@ -18,6 +18,7 @@ No finite differences here (they are the tests' independent reference).
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -111,13 +112,10 @@ def jacobian_norms_fd(f: Callable, emb: np.ndarray, *, position: int = -1, eps: 
     return norms
 
 
-_MODEL_JAC_CACHE: dict = {}
-
-
 def model_jacobian_norms(model, emb, *, position: int = -1) -> np.ndarray:
     """Exact per-position Frobenius norms ‖∂y_position/∂v_i‖ for a :class:`replicate.glasses.transformer.Model`.
 
-    Same quantity as :func:`jacobian_norms` (tested), but jitted once per (configuration, shape)
+    Same quantity as :func:`jacobian_norms` (tested), but jitted once per (configuration, position)
     with the parameters as an argument, so many seeds of one architecture share one compilation.
     """
     emb = jnp.asarray(emb, jnp.float32)
@@ -125,18 +123,21 @@ def model_jacobian_norms(model, emb, *, position: int = -1) -> np.ndarray:
         raise ValueError(f"embeddings must be (seq, {model.cfg.width}), got {emb.shape}")
     if not -emb.shape[0] <= position < emb.shape[0]:
         raise ValueError(f"position {position} is outside a sequence of length {emb.shape[0]}")
-    key = (model.cfg, position)
-    fn = _MODEL_JAC_CACHE.get(key)
-    if fn is None:
-        module = model.module
+    return np.asarray(_compiled_model_norms(model.cfg, position)(model.params, emb), dtype=np.float64)
 
-        def norms(params, e):
-            y = lambda x: module.apply(params, None, embeddings=x, return_attentions=False).final[position]  # noqa: E731
-            jac = jax.jacrev(y)(e).astype(jnp.float32)  # (width_out, seq, width_in)
-            return jnp.sqrt(jnp.sum(jac**2, axis=(0, 2)))
 
-        fn = _MODEL_JAC_CACHE[key] = jax.jit(norms)
-    return np.asarray(fn(model.params, emb), dtype=np.float64)
+@functools.lru_cache(maxsize=64)
+def _compiled_model_norms(cfg, position: int):
+    from replicate.glasses.transformer import Transformer
+
+    module = Transformer(cfg)
+
+    def norms(params, e):
+        y = lambda x: module.apply(params, None, embeddings=x, return_attentions=False).final[position]  # noqa: E731
+        jac = jax.jacrev(y)(e).astype(jnp.float32)  # (width_out, seq, width_in)
+        return jnp.sqrt(jnp.sum(jac**2, axis=(0, 2)))
+
+    return jax.jit(norms)
 
 
 def head_mean_attention(attentions) -> list[np.ndarray]:

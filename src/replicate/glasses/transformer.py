@@ -573,18 +573,17 @@ def final_at_positions(model: Model, tokens: np.ndarray, positions: np.ndarray) 
 
 
 def _final_at(module, params, tokens, positions):
-    fn = _FINAL_AT_CACHE.get(module.cfg)  # one compiled function per configuration (and shape)
-    if fn is None:
-        fn = jax.jit(
-            lambda p, toks, pos: jax.lax.map(
-                lambda tp: module.apply(p, tp[0], return_attentions=False).final[tp[1]], (toks, pos)
-            )
-        )
-        _FINAL_AT_CACHE[module.cfg] = fn
-    return fn(params, tokens, positions)
+    return _compiled_final_at(module.cfg)(params, tokens, positions)
 
 
-_FINAL_AT_CACHE: dict = {}
+@functools.lru_cache(maxsize=64)
+def _compiled_final_at(cfg: TransformerConfig):
+    """One jitted batch reader per configuration (configs are frozen, hence hashable), so models
+    that differ only in their parameters (seeds) share one compilation."""
+    module = Transformer(cfg)
+    return jax.jit(
+        lambda p, toks, pos: jax.lax.map(lambda tp: module.apply(p, tp[0], return_attentions=False).final[tp[1]], (toks, pos))
+    )
 
 
 def token_final_pairs(model: Model, construction: str, ns: list[int]) -> tuple[np.ndarray, np.ndarray]:
