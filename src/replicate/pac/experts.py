@@ -2,7 +2,7 @@
 
 Trains one SAC agent per task (:func:`replicate.pac.datasets.train_expert`) with the settings of
 ``params.yaml`` -> ``notebooks.30_pac_datasets.<profile>`` (``TASKS``, ``EXPERT_STEPS``, ``TIERS``,
-``ACTION_REPEAT``, ``SAC_HIDDEN``, ``SEED``) and writes the actor snapshots, one per quality tier, to
+``SNAPSHOT_FRACTIONS``, ``ACTION_REPEAT``, ``SAC_HIDDEN``, ``SEED``) and writes the actor snapshots, one per quality tier, to
 ``data/pac/experts/<profile>/<task>/<tier>.npz`` plus ``summary.json`` (small; committed for the
 cpu/full profiles so that regenerating a dataset needs no expert training). DVC stage ``pac_experts``.
 """
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     for i, task in enumerate(tasks):
         t0 = time.perf_counter()
         s = train_expert(task, p["EXPERT_STEPS"], p["TIERS"], seed=p["SEED"] + i, action_repeat=p["ACTION_REPEAT"],
-                         cfg=cfg, profile=p["PROFILE"])
+                         cfg=cfg, profile=p["PROFILE"], fractions=p["SNAPSHOT_FRACTIONS"])
         tiers = ", ".join(f"{k}={v['eval_return_mean']:.0f}" for k, v in s["tiers"].items())
         print(f"{task}: {tiers}  ({time.perf_counter() - t0:.0f} s)", flush=True)
     return 0
