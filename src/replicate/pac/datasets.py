@@ -25,14 +25,22 @@ from replicate.rl.dmc import DMCEnv
 RANDOM = "random"
 
 
+def _pac_root(profile: str) -> Path:
+    """``data/pac`` for the cpu/full profiles; ``data/pac/smoke`` (git-ignored scratch) for smoke, so
+    CI runs never touch the DVC outputs ``data/pac/experts`` and ``data/pac/datasets``."""
+    root = outputs.data_dir() / "pac"
+    return root / "smoke" if profile == "smoke" else root
+
+
 def experts_dir(profile: str) -> Path:
-    """``data/pac/experts/<profile>``: committed for ``cpu``/``full`` (small), ignored for ``smoke``."""
-    return outputs.data_dir() / "pac" / "experts" / profile
+    """``data/pac/experts/<profile>`` (small, committed) or ``data/pac/smoke/experts/smoke``."""
+    return _pac_root(profile) / "experts" / profile
 
 
 def datasets_dir(name: str) -> Path:
-    """``data/pac/datasets/<name>`` (name like ``cpu/expert30``): DVC-cached, not in git."""
-    return outputs.data_dir() / "pac" / "datasets" / name
+    """``name`` is ``<profile>/<mix>`` (e.g. ``cpu/expert30``): ``data/pac/datasets/<name>`` (DVC-cached,
+    not in git), or ``data/pac/smoke/datasets/<name>`` for the smoke profile."""
+    return _pac_root(name.split("/")[0]) / "datasets" / name
 
 
 def train_expert(
