@@ -546,6 +546,13 @@ class Gemma3:
         """The last token's final (normed) representation y_n (width,): what Fig. 5 compares."""
         return self.forward(token_ids, attentions=False, all_logits=False).hidden_states[-1, -1]
 
+    def astype(self, dtype: str) -> "Gemma3":
+        """The same model with parameters cast to ``dtype`` ("float32" or "bfloat16"); shares the tokenizer."""
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype={dtype!r} is not supported; use 'float32' or 'bfloat16'")
+        jd = jnp.dtype(dtype)
+        return Gemma3(self.config, jax.tree_util.tree_map(lambda a: a.astype(jd), self.params), self._tok, jd)
+
     # -- generation ------------------------------------------------------------------------
     def generate_ids(self, token_ids, max_new_tokens: int, *, stop_at_eos: bool = True) -> list[int]:
         """Greedy continuation ids of ``token_ids`` (KV cache; compiled per (prompt bucket, max_new_tokens))."""
@@ -589,3 +596,70 @@ def load(dtype: str = "float32") -> Gemma3:
     params = {"embed": jnp.asarray(flat["embed"], jdtype), "final_norm": jnp.asarray(flat["final_norm"], jdtype)}
     params["layers"] = {k.split(".", 1)[1]: jnp.asarray(v, jdtype) for k, v in flat.items() if k.startswith("layers.")}
     return Gemma3(cfg, params, tokenizer, jdtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Probes: representational collapse of the last token (paper Sec. 4, Fig. 5 and 12)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PairDifference:
+    """How different the final representations of the last tokens of two prompts are.
+
+    ``y_a``/``y_b`` are the final RMS-normed representations (width,) of each prompt's last token
+    (the paper's y_n = norm_3(v_n^(L)), what the output head reads). Per-channel |y_a - y_b| gives
+    ``mean_abs`` (the plotted line), ``min_abs``/``max_abs`` (the band; max_abs is the inf-norm).
+    """
+
+    tokens_a: int
+    tokens_b: int
+    mean_abs: float
+    min_abs: float
+    max_abs: float
+    rel_l2: float  # ||y_a - y_b||_2 / ||y_a||_2
+    identical: bool  # bit-identical y_a == y_b (in the model's dtype)
+    argmax_a: int
+    argmax_b: int
+    shared_forward: bool  # b extends a by tokens, so one causal forward of b gave both
+
+    @property
+    def same_argmax(self) -> bool:
+        return self.argmax_a == self.argmax_b
+
+
+def pair_difference(model: Gemma3, prompt_a: str, prompt_b: str) -> PairDifference:
+    """Compare the last-token final representations of two prompts (e.g. n ones vs n+1 ones).
+
+    When ``prompt_b``'s tokens extend ``prompt_a``'s (the paper's construction: the last token
+    repeated), one causal forward of b gives both (position len(a)-1 sees exactly prompt a, and the
+    masked padding contributes exact zeros), so both come from the same compiled computation.
+    Otherwise (e.g. the comma variant, whose commas shift) two forwards are run.
+    """
+    ids_a, ids_b = model.tokenize(prompt_a), model.tokenize(prompt_b)
+    head = model.params["embed"]
+    if len(ids_b) > len(ids_a) and ids_b[: len(ids_a)] == ids_a:
+        y = model.forward(ids_b, attentions=False, all_logits=False).hidden_states[-1]
+        y_a, y_b, shared = y[len(ids_a) - 1], y[-1], True
+    else:
+        y_a = model.forward(ids_a, attentions=False, all_logits=False).hidden_states[-1, -1]
+        y_b = model.forward(ids_b, attentions=False, all_logits=False).hidden_states[-1, -1]
+        shared = False
+    la = np.asarray((y_a @ head.T).astype(jnp.float32))
+    lb = np.asarray((y_b @ head.T).astype(jnp.float32))
+    identical = bool(np.array_equal(np.asarray(y_a), np.asarray(y_b)))
+    a = np.asarray(y_a.astype(jnp.float32), dtype=np.float64)
+    b = np.asarray(y_b.astype(jnp.float32), dtype=np.float64)
+    d = np.abs(a - b)
+    return PairDifference(
+        tokens_a=len(ids_a),
+        tokens_b=len(ids_b),
+        mean_abs=float(d.mean()),
+        min_abs=float(d.min()),
+        max_abs=float(d.max()),
+        rel_l2=float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30)),
+        identical=identical,
+        argmax_a=int(la.argmax()),
+        argmax_b=int(lb.argmax()),
+        shared_forward=shared,
+    )
