@@ -31,6 +31,27 @@ distribution is the average over ``M'`` sampled bootstrap actions. ``d`` is the 
 separate temperature parameter). With ``alpha = 1`` the policy gradient equals the BC gradient; the
 critic is still trained (the paper's "BC+Q" baseline); with ``critic_weight = 0`` as well, the whole
 update is plain BC.
+
+**Checked against the paper (and what could not be).** The paper's full text (method section,
+appendix tables) could not be retrieved in this environment; only its abstract, the Fig. 2 caption
+and public summaries of Sec. 3.1 could. Verified from those:
+
+* the alpha convention: the paper's alpha weights the BC (data) term and ``1 - alpha`` the
+  Q-derived improved policy, "pure BC at alpha = 1, full RL at alpha = 0". Ours is the same
+  convention (``alpha = 1`` is BC); the issue's "RL coefficient" is ``1 - alpha``, so "RL
+  coefficient 0 gives pure BC" is ``alpha = 1`` here (with ``critic_weight = 0`` the update is
+  exactly BC; ``tests/pac`` checks both);
+* the policy loss is a KL-regularised, MPO-style actor-critic loss (improved policy from the Q-function,
+  projected onto the network by weighted maximum likelihood) plus the BC term;
+* the critic is distributional: the Q decoder "outputs the action-specific logits of the
+  distributional Q-function" (Fig. 2 caption), and the policy decoder "outputs the logits of action
+  distributions" (hence a categorical policy over discretised actions).
+
+Not verified (our choices, flagged as such in notebooks 31/32): the exact improvement term (samples
+from the target vs. online policy, learned vs. fixed temperature and its KL bound ``epsilon``), any
+further KL/"beta" term, one-step vs. multi-step TD targets, the number and range of the value atoms,
+the number of action bins, the target-network update rule/period, the paper's alpha for PAC (our
+default 0.75 is a choice), learning rates and batch sizes.
 """
 
 from __future__ import annotations
@@ -51,8 +72,9 @@ class PACConfig:
     """Hyper-parameters of the offline actor-critic objective (paper Sec. 3.1; defaults noted).
 
     Attributes:
-        alpha: weight of the BC term; ``1 - alpha`` weights Q-based improvement (paper's α; the
-            paper's PAC default mixes both, α = 1 is BC). Ours defaults to 0.75.
+        alpha: weight of the BC term; ``1 - alpha`` weights Q-based improvement (the paper's α,
+            same convention: α = 1 is pure BC, α = 0 pure RL, Sec. 3.1). Our default 0.75 is a choice;
+            the paper's value for PAC is not verified.
         gamma: discount of the TD target.
         num_policy_samples: ``M`` actions sampled from the target policy per state for the policy
             improvement term and for the bootstrap.

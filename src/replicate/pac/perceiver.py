@@ -11,7 +11,8 @@ Fig. 2), reduced to the modalities we have (proprioception and task identity; no
    zero-padded and the padded tokens are *masked* out of the encoder's cross-attention.
 2. **Encoder.** A learned latent array ``z_0`` (``num_latents x d_model``) cross-attends to the input
    tokens ``e_I``; ``num_self_attention`` pre-LayerNorm latent self-attention blocks follow (``z_M``).
-3. **Policy decoder.** Learned queries ``q_pi`` (one per action dimension) cross-attend to ``z_M`` and
+3. **Policy decoder.** Learned queries ``q_pi`` (one per action dimension; the Fig. 2 caption speaks of
+   "a learnable query q_pi", so one query per action dimension is our reading) cross-attend to ``z_M`` and
    output, per action dimension, the logits of a categorical distribution over ``num_action_bins``
    equally spaced bins in [-1, 1] (the paper discretises continuous actions and outputs "the logits of
    action distributions", Fig. 2 caption).
@@ -25,8 +26,10 @@ Fig. 2), reduced to the modalities we have (proprioception and task identity; no
    cost of one small cross-attention each (this is why the paper fuses the action late).
 
 Sizes are configurable from ``tiny`` (CI) to about the paper's smallest model (see :data:`SIZES`).
-The paper's models range from ~32M to ~988M parameters (its model-size table); the ``paper_s``
-preset here approximates the smallest scale in width/depth only, since our token count is tiny.
+The paper's models reach about 1B parameters (abstract); its model-size table (smallest model's
+latent count and width) could not be checked here, so the ``paper_s`` preset is an approximation in
+width/depth only (not verified), and our token count is tiny anyway. The numbers of action bins and
+value atoms and the value range are likewise our choices (not verified against the paper).
 """
 
 from __future__ import annotations
@@ -100,8 +103,8 @@ class PerceiverConfig:
 
 
 #: Size presets: (d_model, num_latents, num_heads, num_self_attention). ``tiny`` is for CI;
-#: ``xs``..``m`` for the CPU isoFLOP sweep; ``paper_s`` approximates the width/depth of the paper's
-#: smallest model (its exact table could not be transcribed here; treat as approximate).
+#: ``xs``..``m`` for the CPU isoFLOP sweep; ``paper_s`` is a guess at the width/depth of the paper's
+#: smallest model (its size table could not be retrieved: not verified).
 SIZES: dict[str, dict[str, int]] = {
     "tiny": dict(d_model=32, num_latents=4, num_heads=2, num_self_attention=1),
     "xs": dict(d_model=48, num_latents=8, num_heads=2, num_self_attention=2),

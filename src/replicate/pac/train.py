@@ -3,7 +3,8 @@ evaluation of the multi-task policy in every task's simulator (paper Sec. 4: nor
 
 One update (paper Sec. 3.1): sample a minibatch uniformly from the mixed offline data, take a
 gradient step on ``L_pi + critic_weight L_Q`` (network) and the temperature dual (``log eta``), and
-copy the online parameters into the target network every ``target_update_period`` steps.
+copy the online parameters into the target network every ``target_update_period`` steps (a periodic
+hard copy: the paper's exact target-update rule and period are not verified, see ``losses``).
 When more than one device is present, the minibatch is sharded over a 1-D ``data`` mesh and the
 parameters are replicated; XLA inserts the gradient all-reduce (GSPMD), so the same code runs on
 one CPU, or on 8 accelerators.
@@ -33,7 +34,8 @@ BATCH_KEYS = ("obs", "next_obs", "obs_mask", "action", "action_mask", "reward", 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (paper App.: Adam-family optimiser, gradient clipping; ours sized for CPU)."""
+    """Optimisation settings (AdamW + global-norm clipping, sized for a CPU; the paper's optimiser,
+    learning rates and batch sizes are not verified against its appendix)."""
 
     batch_size: int = 64
     learning_rate: float = 3e-4
