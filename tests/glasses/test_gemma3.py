@@ -215,6 +215,8 @@ def test_pair_difference_shared_forward_matches_separate_forwards(model):
     y_a = np.asarray(model.final_representation(model.tokenize(a)))
     y_b = np.asarray(model.final_representation(model.tokenize(b)))
     diff = np.abs(y_a - y_b)
+    np.testing.assert_allclose(d.y_a, y_a, atol=2e-3)
+    np.testing.assert_allclose(d.y_b, y_b, atol=2e-3)
     np.testing.assert_allclose([d.mean_abs, d.max_abs], [diff.mean(), diff.max()], rtol=1e-3, atol=1e-4)
     assert d.min_abs <= d.mean_abs <= d.max_abs and not d.identical and d.identical_fraction < 0.5
     np.testing.assert_allclose(d.rel_l2, np.linalg.norm(y_a - y_b) / np.linalg.norm(y_a), rtol=1e-3)

@@ -623,6 +623,8 @@ class PairDifference:
     argmax_a: int
     argmax_b: int
     shared_forward: bool  # b extends a by tokens, so one causal forward of b gave both
+    y_a: np.ndarray = dataclasses.field(repr=False, compare=False)  # float32 copies of the two representations
+    y_b: np.ndarray = dataclasses.field(repr=False, compare=False)
 
     @property
     def same_argmax(self) -> bool:
@@ -665,4 +667,6 @@ def pair_difference(model: Gemma3, prompt_a: str, prompt_b: str) -> PairDifferen
         argmax_a=int(la.argmax()),
         argmax_b=int(lb.argmax()),
         shared_forward=shared,
+        y_a=a.astype(np.float32),
+        y_b=b.astype(np.float32),
     )
