@@ -1,0 +1,281 @@
+"""Intrinsic-reward bonuses for :mod:`replicate.rl.ppo`, one small interface over RECODE I's estimators.
+
+A :class:`Bonus` is a pair of pure, jittable functions over an explicit state pytree:
+
+* ``init(key, env) -> state``;
+* ``intrinsic(state, rollout, key) -> (state, r_int, info)``: the raw intrinsic reward ``r_int``
+  (T, E) of every transition of a rollout (:class:`replicate.rl.ppo.Rollout`), computed on the
+  *true next observation* of the transition, followed by whatever learning the bonus does
+  (memory updates, RND's predictor, the AP embedding). ``info``: a dict of scalars to log.
+
+Rewards are computed after the rollout is collected (they do not influence the actions inside
+it, exactly as in RND/CleanRL), but step by step in time order, so a memory sees the rollout's
+states in the order they were visited and each reward is computed *before* its own embedding
+is added (RECODE Alg. 1 l.1-2; NGU Alg. 1).
+
+Bonuses (estimators from :mod:`replicate.recode`, RECODE I):
+
+* ``none``: no bonus (PPO's ``int_coef`` is then ignored).
+* ``counts``: exact tabular counts of the true state, ``r = 1/(sqrt(N) + c)`` (an oracle: it
+  needs the true state; RECODE's pseudo-count estimates this).
+* ``rnd``: RND (Burda et al. 2019); the predictor trains on the rollout's next observations,
+  ``epochs x minibatches`` Adam steps after the rewards are computed (as in the RND paper's PPO).
+* ``ngu``: NGU's episodic novelty (Badia et al. 2020, App. A.1), per environment, memory emptied
+  at every episode start; the episode's first observation is inserted when it is seen.
+* ``recode``: RECODE's memory (Saade et al. 2023, Alg. 1), one memory shared by all
+  environments, never reset; one call of Algorithm 1 per time step with the E embeddings.
+
+Embeddings for ``ngu`` and ``recode`` (:class:`EmbeddingConfig`): ``random`` (a fixed Gaussian
+random projection of the observation; for one-hot DeepSea observations this is a near-orthogonal
+code of the cell), ``identity`` (the observation itself) or ``ap`` (NGU's inverse-dynamics
+encoder, RECODE Sec. 4 Eq. 4, trained online on the agent's own rollouts).
+
+**Adapter note.** RECODE I's public ``memory.step``, ``episodic_step``, ``tabular_step`` and
+``rnd_step`` validate their inputs with Python-side checks (``bool(...)`` of a traced array) and so
+cannot be called inside ``jit``; this module calls the jitted cores they wrap
+(``memory._step_jit``, ``baselines._episodic_step_jit``, ``_tabular_step_jit``, ``_rnd_step_jit``)
+and validates at its own boundary instead (``make_bonus``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from replicate.params import ParameterError
+from replicate.recode import baselines as B
+from replicate.recode import memory as M
+from replicate.recode import representations as R
+
+BONUSES = ("none", "counts", "rnd", "ngu", "recode")
+EMBEDDINGS = ("random", "identity", "ap")
+
+
+@dataclasses.dataclass(frozen=True)
+class Bonus:
+    name: str
+    init: Callable[[jax.Array, Any], Any]
+    intrinsic: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array, dict]]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other) -> bool:
+        return self is other
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingConfig:
+    """Embedding of observations for NGU/RECODE.
+
+    kind: 'random' | 'identity' | 'ap'. dim: embedding size (random, ap).
+    ap_hidden, ap_learning_rate: the AP encoder/classifier widths and Adam step size.
+    ap_epochs, ap_minibatches: AP training passes / minibatches per rollout.
+    """
+
+    kind: str = "random"
+    dim: int = 32
+    ap_hidden: tuple[int, ...] = (128,)
+    ap_learning_rate: float = 5e-4
+    ap_epochs: int = 1
+    ap_minibatches: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kind not in EMBEDDINGS:
+            raise ParameterError(f"EmbeddingConfig: kind={self.kind!r}; choose one of {EMBEDDINGS}")
+        if self.dim < 1 or self.ap_epochs < 0 or self.ap_minibatches < 1:
+            raise ParameterError(f"EmbeddingConfig: need dim >= 1, ap_epochs >= 0, ap_minibatches >= 1, got {self}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Embeddings: state pytree, embed(state, obs), train(state, rollout, key)
+
+
+def _ap_cfg(ecfg: EmbeddingConfig, env) -> R.APConfig:
+    return R.APConfig(obs_dim=env.obs_dim, n_actions=env.n_actions, embed_dim=ecfg.dim, hidden=tuple(ecfg.ap_hidden),
+                      classifier_hidden=tuple(ecfg.ap_hidden), learning_rate=ecfg.ap_learning_rate)
+
+
+def _embedding(ecfg: EmbeddingConfig, env):
+    """(dim, init(key), embed(state, obs), train(state, rollout, key) -> (state, info))."""
+    if ecfg.kind == "identity":
+        return env.obs_dim, (lambda k: ()), (lambda s, o: o), (lambda s, r, k: (s, {}))
+    if ecfg.kind == "random":
+        def init(k):
+            return jax.random.normal(k, (env.obs_dim, ecfg.dim), jnp.float32) / jnp.sqrt(ecfg.dim)
+        return ecfg.dim, init, (lambda w, o: o @ w), (lambda s, r, k: (s, {}))
+
+    apcfg = _ap_cfg(ecfg, env)
+
+    def embed(st, o):
+        return R.ap_embed(apcfg, st.params, o)
+
+    def train(st, ro, key):
+        o = ro.obs.reshape(-1, env.obs_dim)
+        o2 = ro.next_obs.reshape(-1, env.obs_dim)
+        a = ro.action.reshape(-1)
+        n = o.shape[0]
+        mb = n // ecfg.ap_minibatches
+        infos = {"ap_loss": jnp.zeros(()), "ap_accuracy": jnp.zeros(())}
+        for kk in jax.random.split(key, ecfg.ap_epochs):
+            perm = jax.random.permutation(kk, n)[: mb * ecfg.ap_minibatches].reshape(ecfg.ap_minibatches, mb)
+
+            def step(s, idx):
+                s, info = R.ap_train_step(apcfg, s, o[idx], a[idx], o2[idx])
+                return s, info
+
+            st, info = jax.lax.scan(step, st, perm)
+            infos = {"ap_loss": jnp.mean(info["loss"]), "ap_accuracy": jnp.mean(info["accuracy"])}
+        return st, infos
+
+    return ecfg.dim, (lambda k: R.init_ap(apcfg, k)), embed, train
+
+
+def _flat_embed(embed, st, x):
+    """Embed a (T, E, obs_dim) array -> (T, E, d)."""
+    t, e = x.shape[:2]
+    return embed(st, x.reshape(t * e, -1)).reshape(t, e, -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bonuses
+
+
+def counts_bonus(n_states: int, *, gamma: float = 1.0, c: float = 1e-3) -> Bonus:
+    cfg = B.TabularConfig(n_states=int(n_states), gamma=gamma, c=c)
+
+    def init(key, env):
+        return B.init_tabular(cfg)
+
+    def intrinsic(counts, ro, key):
+        def body(cnt, ids):
+            cnt, est = B._tabular_step_jit(cfg, cnt, ids)
+            return cnt, est.reward
+
+        counts, r = jax.lax.scan(body, counts, ro.next_state_id.astype(jnp.int32))
+        return counts, r, {}
+
+    return Bonus("counts", init, intrinsic)
+
+
+def rnd_bonus(cfg: B.RNDConfig = B.RNDConfig(), *, epochs: int = 4, minibatches: int = 4) -> Bonus:
+    def init(key, env):
+        return B.init_rnd(cfg, key, env.obs_dim)
+
+    def intrinsic(st, ro, key):
+        t, e, d = ro.next_obs.shape
+        x = ro.next_obs.reshape(t * e, d)
+        r = B.rnd_reward(cfg, st, x).reshape(t, e)  # before training on this rollout
+        mb = (t * e) // minibatches
+        for kk in jax.random.split(key, epochs):
+            perm = jax.random.permutation(kk, t * e)[: mb * minibatches].reshape(minibatches, mb)
+            st, _ = jax.lax.scan(lambda s, idx: B._rnd_step_jit(cfg, s, x[idx]), st, perm)
+        return st, r, {}
+
+    return Bonus("rnd", init, intrinsic)
+
+
+def ngu_bonus(cfg: B.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) -> Bonus:
+    def init(key, env):
+        dim, e_init, _, _ = _embedding(ecfg, env)
+        return {"memory": B.init_episodic(cfg, env.num_envs_hint, dim), "embed": e_init(key)}
+
+    def make(env):
+        _, _, embed, train = _embedding(ecfg, env)
+
+        def intrinsic(st, ro, key):
+            e_obs = _flat_embed(embed, st["embed"], ro.obs)
+            e_next = _flat_embed(embed, st["embed"], ro.next_obs)
+
+            def body(mem, xs):
+                eo, en, first = xs
+                # a new episode: empty the memory and insert its first observation
+                started, _ = B._episodic_step_jit(cfg, mem, eo, jnp.ones_like(first))
+                mem = jax.tree.map(lambda a, b: jnp.where(first.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), started, mem)
+                mem, est = B._episodic_step_jit(cfg, mem, en, jnp.zeros_like(first))
+                return mem, est.reward
+
+            mem, r = jax.lax.scan(body, st["memory"], (e_obs, e_next, ro.first))
+            emb, info = train(st["embed"], ro, key)
+            return {"memory": mem, "embed": emb}, r, info
+
+        return intrinsic
+
+    return _EnvBound("ngu", init, make)
+
+
+def recode_bonus(cfg: M.RecodeConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) -> Bonus:
+    def init(key, env):
+        dim, e_init, _, _ = _embedding(ecfg, env)
+        return {"memory": M.init(cfg, dim), "embed": e_init(key)}
+
+    def make(env):
+        _, _, embed, train = _embedding(ecfg, env)
+
+        def intrinsic(st, ro, key):
+            e_next = _flat_embed(embed, st["embed"], ro.next_obs)
+            k_mem, k_emb = jax.random.split(key)
+
+            def body(mem, xs):
+                en, kk = xs
+                mem, out = M._step_jit(cfg, mem, en, M.draw_noise(cfg, kk, en.shape[0]))
+                return mem, (out.reward, out.inserted)
+
+            mem, (r, ins) = jax.lax.scan(body, st["memory"], (e_next, jax.random.split(k_mem, e_next.shape[0])))
+            emb, info = train(st["embed"], ro, k_emb)
+            info = {**info, "recode_atoms": jnp.sum(mem.filled), "recode_dm2": mem.dm2, "recode_inserted": jnp.mean(ins)}
+            return {"memory": mem, "embed": emb}, r, info
+
+        return intrinsic
+
+    return _EnvBound("recode", init, make)
+
+
+@dataclasses.dataclass(frozen=True)
+class _EnvBound:
+    """A bonus whose functions need the environment (embedding sizes); bound by :func:`bind`."""
+
+    name: str
+    init_fn: Callable
+    make_fn: Callable
+
+
+def bind(bonus, env, num_envs: int) -> Bonus | None:
+    """Bind an environment-dependent bonus to ``env`` (and the number of parallel environments)."""
+    if bonus is None or isinstance(bonus, Bonus):
+        return bonus
+    env = _WithEnvs(env, num_envs)
+    return Bonus(bonus.name, lambda key, _env: bonus.init_fn(key, env), bonus.make_fn(env))
+
+
+class _WithEnvs:
+    def __init__(self, env, num_envs):
+        self._env, self.num_envs_hint = env, int(num_envs)
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+
+def make_bonus(name: str, env, num_envs: int, *, embedding: EmbeddingConfig = EmbeddingConfig(),
+               recode: M.RecodeConfig | None = None, episodic: B.EpisodicConfig | None = None,
+               rnd: B.RNDConfig | None = None, rnd_epochs: int = 4, rnd_minibatches: int = 4,
+               count_c: float = 1e-3) -> Bonus | None:
+    """The bonus called ``name`` (one of :data:`BONUSES`) bound to ``env``; ``None`` for 'none'."""
+    if name not in BONUSES:
+        raise ParameterError(f"bonus {name!r} is unknown; choose one of {BONUSES}")
+    if name == "none":
+        return None
+    if name == "counts":
+        if env.n_states is None:
+            raise ParameterError(f"bonus 'counts' needs the true state; environment {env.name} has no n_states")
+        return counts_bonus(env.n_states, c=count_c)
+    if name == "rnd":
+        return rnd_bonus(rnd or B.RNDConfig(), epochs=rnd_epochs, minibatches=rnd_minibatches)
+    if name == "ngu":
+        cap = episodic or B.EpisodicConfig(capacity=max(10, (env.max_episode_steps or 1000) + 1))
+        return bind(ngu_bonus(cap, embedding), env, num_envs)
+    return bind(recode_bonus(recode or M.RecodeConfig(memory_size=1000), embedding), env, num_envs)

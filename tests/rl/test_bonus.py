@@ -1,0 +1,115 @@
+"""Bonus interface invariants (shapes, reward-before-insert ordering, resets) and one end-to-end jitted run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from replicate.params import ParameterError
+from replicate.recode import baselines as B
+from replicate.recode import memory as M
+from replicate.rl import bonus as Bn
+from replicate.rl import envs, ppo
+
+
+def _rollout(next_obs, next_ids=None, first=None, obs=None):
+    T, E, d = next_obs.shape
+    z = jnp.zeros((T, E))
+    return ppo.Rollout(obs=next_obs if obs is None else obs, action=jnp.zeros((T, E), jnp.int32), logp=z, v_ext=z, v_int=z,
+                       reward=z, done=jnp.zeros((T, E), bool),
+                       first=jnp.zeros((T, E), bool) if first is None else first, next_obs=next_obs,
+                       next_state_id=jnp.zeros((T, E), jnp.int32) if next_ids is None else next_ids,
+                       success=jnp.zeros((T, E), bool))
+
+
+@pytest.fixture(scope="module")
+def env():
+    return envs.deep_sea(4)
+
+
+def test_counts_bonus_is_inverse_sqrt_of_earlier_visits(env):
+    ids = np.array([[0, 1], [0, 0], [1, 2], [0, 1]])
+    T, E = ids.shape
+    ro = _rollout(jnp.zeros((T, E, env.obs_dim)), jnp.asarray(ids))
+    b = Bn.make_bonus("counts", env, E, count_c=1e-3)
+    st = b.init(jax.random.PRNGKey(0), env)
+    st, r, _ = b.intrinsic(st, ro, jax.random.PRNGKey(1))
+    # reference: counts before each time step (all envs of one step see the same pre-step counts)
+    cnt = np.zeros(env.n_states)
+    ref = np.zeros((T, E))
+    for t in range(T):
+        ref[t] = 1 / (np.sqrt(cnt[ids[t]]) + 1e-3)
+        np.add.at(cnt, ids[t], 1)
+    np.testing.assert_allclose(np.asarray(r), ref, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(st), cnt)
+
+
+def test_recode_bonus_rewards_repeats_less_and_respects_capacity(env):
+    T, E = 12, 3
+    cells = np.array([0, 5, 10])
+    x = np.zeros((T, E, env.obs_dim), np.float32)
+    x[:, np.arange(E), cells] = 1.0  # every env revisits its own cell
+    b = Bn.make_bonus("recode", env, E, recode=M.RecodeConfig(memory_size=16, k=2, eta=1.0),
+                      embedding=Bn.EmbeddingConfig("identity"))
+    st = b.init(jax.random.PRNGKey(0), env)
+    st, r, info = jax.jit(b.intrinsic)(st, _rollout(jnp.asarray(x)), jax.random.PRNGKey(1))
+    r = np.asarray(r)
+    assert r.shape == (T, E) and np.all(np.isfinite(r)) and np.all(r > 0)
+    assert np.all(r[0] == pytest.approx(1 / 1e-3))  # empty memory: N = 0, r = 1/c (reward before insertion)
+    assert np.all(r[-1] < 0.5 * r[1])  # repeated cells: counts grow, rewards fall
+    assert int(info["recode_atoms"]) <= 16
+
+
+def test_ngu_bonus_resets_at_episode_start(env):
+    T, E = 8, 2
+    x = np.zeros((T, E, env.obs_dim), np.float32)
+    x[..., 3] = 1.0  # the same observation throughout
+    first = np.zeros((T, E), bool)
+    first[0] = True
+    first[5, 0] = True  # env 0 starts a new episode at t = 5; env 1 does not
+    cfg = B.EpisodicConfig(capacity=10, k=2)
+    b = Bn.make_bonus("ngu", env, E, episodic=cfg, embedding=Bn.EmbeddingConfig("identity"))
+    st = b.init(jax.random.PRNGKey(0), env)
+    _, r, _ = jax.jit(b.intrinsic)(st, _rollout(jnp.asarray(x), first=jnp.asarray(first)), jax.random.PRNGKey(1))
+    r = np.asarray(r)
+    assert r.shape == (T, E)
+    # at t = 5 env 0's memory holds only the episode's first obs: same situation as at t = 0
+    assert r[5, 0] == pytest.approx(r[0, 0], rel=1e-5)
+    assert r[5, 1] < r[5, 0]  # env 1 keeps its memory and has seen this obs 6 times
+
+
+def test_rnd_bonus_learns_repeated_inputs(env):
+    T, E = 8, 4
+    x = jax.random.normal(jax.random.PRNGKey(3), (T, E, env.obs_dim))
+    b = Bn.make_bonus("rnd", env, E, rnd=B.RNDConfig(learning_rate=1e-3), rnd_epochs=4, rnd_minibatches=2)
+    st = b.init(jax.random.PRNGKey(0), env)
+    f = jax.jit(b.intrinsic)
+    ro = _rollout(x)
+    st, r0, _ = f(st, ro, jax.random.PRNGKey(1))
+    for i in range(5):
+        st, r, _ = f(st, ro, jax.random.PRNGKey(2 + i))
+    assert r0.shape == (T, E) and float(r.mean()) < float(r0.mean())
+
+
+def test_make_bonus_validation(env):
+    with pytest.raises(ParameterError, match="unknown"):
+        Bn.make_bonus("icm", env, 2)
+    assert Bn.make_bonus("none", env, 2) is None
+    cart = envs.gymnax_env("CartPole-v1")
+    with pytest.raises(ParameterError, match="n_states"):
+        Bn.make_bonus("counts", cart, 2)
+    with pytest.raises(ParameterError):
+        Bn.EmbeddingConfig("pixels")
+
+
+def test_train_end_to_end_recode_ap(env):
+    """One tiny jitted run (two seeds, lax.map): metrics have the documented shapes and stay finite."""
+    cfg = ppo.PPOConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3, num_minibatches=2, update_epochs=1)
+    b = Bn.make_bonus("recode", env, cfg.num_envs, recode=M.RecodeConfig(memory_size=16),
+                      embedding=Bn.EmbeddingConfig("ap", dim=8, ap_hidden=(16,), ap_minibatches=2))
+    _, m = ppo.train_seeds(cfg, env, b, jax.random.split(jax.random.PRNGKey(0), 2))
+    assert m["env_steps"].shape == (2, 3) and list(m["env_steps"][0]) == [32, 64, 96]
+    assert np.all(m["episodes"][:, -1] == 96 // 4)  # DeepSea-4 episodes last exactly 4 steps
+    assert np.all(m["distinct_states"] >= 1) and np.all(m["distinct_states"] <= env.n_states)
+    for k in ("loss", "r_int", "ap_loss", "recode_atoms"):
+        assert np.all(np.isfinite(m[k])), k
