@@ -194,3 +194,33 @@ def test_count_items_answers():
             assert it.answer == it.length
     unparsable = tasks.Result(items[0], "no idea", None)
     assert not unparsable.correct and unparsable.abs_error == items[0].answer
+
+
+def test_few_shot_prompts_teach_the_format_without_the_answer():
+    items = tasks.copy_items([6], few_shot=True)
+    assert {i.condition for i in items} == {"few_shot"} and len(items) == 7
+    for it in items:
+        assert it.prompt.endswith(tasks.COPY_ANSWER_PREFIX)
+        blocks = it.prompt.split("\n\n")
+        assert len(blocks) == 3  # two solved examples, then the test item
+        shown = [int(b.rsplit(tasks.COPY_ANSWER_PREFIX, 1)[1]) for b in blocks[:2]]
+        assert all(a not in (0, 1) for a in shown)  # copy examples never show the test answers 0/1
+        assert blocks[-1].startswith(blocks[0][:20])  # the same question
+    last = next(i for i in items if i.task == "last")
+    assert last.prompt == (
+        tasks.format_prompt(tasks.COPY_LAST, "5203") + "\n" + tasks.COPY_ANSWER_PREFIX + " 3\n\n"
+        + tasks.format_prompt(tasks.COPY_LAST, "71846") + "\n" + tasks.COPY_ANSWER_PREFIX + " 6\n\n"
+        + tasks.format_prompt(tasks.COPY_LAST, "111110") + "\n" + tasks.COPY_ANSWER_PREFIX
+    )
+    counts = tasks.count_items([5], np.random.default_rng(0), few_shot=True)
+    assert all(c.prompt.endswith(tasks.MATHS_ANSWER_PREFIX) and c.condition == "few_shot" for c in counts)
+    # the examples are solved correctly
+    for name, examples in tasks.FEW_SHOT_EXAMPLES.items():
+        for seq, ans in examples:
+            expected = {"first": lambda s: int(s[0]), "last": lambda s: int(s[-1]), "sum": lambda s: s.count("1"),
+                        "count_ones": lambda s: s.count("1"), "count_bernoulli": lambda s: s.count("1"),
+                        "count_car": lambda s: s.split().count("car")}[name](seq)
+            assert ans == expected, (name, seq)
+    assert [i.task for i in tasks.copy_items([6], tasks=["first", "last"])] == ["first", "last"]
+    with pytest.raises(ValueError, match="one of"):
+        tasks.copy_items([6], completion=True, few_shot=True)

@@ -91,6 +91,40 @@ def completion_prompt(prompt: str, answer_prefix: str = COPY_ANSWER_PREFIX) -> s
     return f"{prompt}\n{answer_prefix}"
 
 
+#: In-context examples for a *base* model (our addition; the paper prompted instruction-tuned Gemini
+#: and Gemma zero-shot). Two short solved instances of the same prompt, with answers that differ
+#: from the test answers where that matters (copy tasks: never 0 or 1), so the examples teach the
+#: answer format without giving the answer away.
+FEW_SHOT_EXAMPLES: dict[str, tuple[tuple[str, int], ...]] = {
+    "first": (("5203", 5), ("71846", 7)),
+    "last": (("5203", 3), ("71846", 6)),
+    "sum": (("1+1+1", 3), ("1+1+1+1+1+1+1", 7)),
+    "count_ones": (("111", 3), ("1111111", 7)),
+    "count_bernoulli": (("10110", 3), ("0111011", 5)),
+    "count_car": (("car car", 2), ("car car car car car", 5)),
+}
+#: Which example set each task uses (the copy-last variants share the last-digit examples).
+FEW_SHOT_TASK = {"first": "first", "last": "last", "last_hint": "last", "interleaved_01": "last", "interleaved_10": "last",
+                 "last_type1": "last", "last_type2": "last", "sum": "sum", "count_ones": "count_ones",
+                 "count_bernoulli": "count_bernoulli", "count_car": "count_car"}
+
+
+def few_shot_prompt(template: str, seq: str, examples: Sequence[tuple[str, int]], answer_prefix: str) -> str:
+    """The prompt preceded by solved examples, each "<prompt>\n<answer prefix> <answer>", ending with
+    the test prompt and the bare answer prefix, so a base model only has to write the value."""
+    shots = [f"{format_prompt(template, s)}\n{answer_prefix} {a}" for s, a in examples]
+    return "\n\n".join(shots + [completion_prompt(format_prompt(template, seq), answer_prefix)])
+
+
+CONDITIONS = ("verbatim", "completion", "few_shot")
+
+
+def _condition(completion: bool, few_shot: bool) -> str:
+    if completion and few_shot:
+        raise ValueError("choose one of completion=True or few_shot=True")
+    return "few_shot" if few_shot else ("completion" if completion else "verbatim")
+
+
 # ---------------------------------------------------------------------------------------------
 # Sequence generators: (sequence text, answer)
 # ---------------------------------------------------------------------------------------------
@@ -326,8 +360,14 @@ def evaluate(
     return out
 
 
-def copy_items(lengths: Sequence[int], *, completion: bool = False) -> list[Item]:
-    """Fig. 2 / 11 copying items at each length: first, last, last+hint, interleaved x2, Type 1, Type 2."""
+def copy_items(lengths: Sequence[int], *, completion: bool = False, few_shot: bool = False,
+               tasks: Sequence[str] | None = None) -> list[Item]:
+    """Fig. 2 / 11 copying items at each length: first, last, last+hint, interleaved x2, Type 1, Type 2.
+
+    ``tasks`` selects a subset of those names (default: all). ``few_shot`` prepends
+    :data:`FEW_SHOT_EXAMPLES` (condition "few_shot"), ``completion`` only the answer prefix.
+    """
+    condition = _condition(completion, few_shot)
     items: list[Item] = []
     for n in lengths:
         specs = [
@@ -340,15 +380,23 @@ def copy_items(lengths: Sequence[int], *, completion: bool = False) -> list[Item
             ("last_type2", COPY_LAST_TYPE2, copy_last_sequence(n)),
         ]
         for task, template, (seq, ans) in specs:
-            prompt = format_prompt(template, seq)
-            if completion:
-                prompt = completion_prompt(prompt, COPY_ANSWER_PREFIX)
-            items.append(Item(prompt, ans, task, int(n), "completion" if completion else "verbatim", digit=True))
+            if tasks is not None and task not in tasks:
+                continue
+            items.append(Item(_prompt(template, seq, task, condition, COPY_ANSWER_PREFIX), ans, task, int(n), condition, digit=True))
     return items
 
 
-def count_items(lengths: Sequence[int], rng: np.random.Generator, *, completion: bool = False, p: float = 0.7) -> list[Item]:
+def _prompt(template: str, seq: str, task: str, condition: str, answer_prefix: str) -> str:
+    if condition == "few_shot":
+        return few_shot_prompt(template, seq, FEW_SHOT_EXAMPLES[FEW_SHOT_TASK[task]], answer_prefix)
+    prompt = format_prompt(template, seq)
+    return completion_prompt(prompt, answer_prefix) if condition == "completion" else prompt
+
+
+def count_items(lengths: Sequence[int], rng: np.random.Generator, *, completion: bool = False, few_shot: bool = False,
+                p: float = 0.7) -> list[Item]:
     """Fig. 3 / 6 counting items at each length: sum of ones, count ones, Bernoulli(p) ones, count 'car'."""
+    condition = _condition(completion, few_shot)
     items: list[Item] = []
     for n in lengths:
         specs = [
@@ -358,8 +406,5 @@ def count_items(lengths: Sequence[int], rng: np.random.Generator, *, completion:
             ("count_car", COUNT_CAR_PROMPT, car_sentence(n)),
         ]
         for task, template, (seq, ans) in specs:
-            prompt = format_prompt(template, seq)
-            if completion:
-                prompt = completion_prompt(prompt, MATHS_ANSWER_PREFIX)
-            items.append(Item(prompt, ans, task, int(n), "completion" if completion else "verbatim"))
+            items.append(Item(_prompt(template, seq, task, condition, MATHS_ANSWER_PREFIX), ans, task, int(n), condition))
     return items
