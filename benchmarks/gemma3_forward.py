@@ -94,7 +94,7 @@ def main() -> None:
             "tokens": n, "JAX (ours) s": ours_s,
             **{f"transformers, {k} thread{'s' if k > 1 else ''} s": v for k, v in theirs_k.items()},
             "speed-up (best PyTorch / JAX)": theirs_k[best] / ours_s, "JAX first call incl. compile s": compile_s,
-            "max |logit diff|": err, "repeats": repeats,
+            "max abs logit diff": err, "repeats": repeats,
         })
         print(rows[-1], flush=True)
 
