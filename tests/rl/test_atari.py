@@ -1,0 +1,65 @@
+"""Atari adapter: preprocessing shapes/dtypes, max-pooling, room ids from RAM, rollout bookkeeping."""
+
+import numpy as np
+import pytest
+
+ale_py = pytest.importorskip("ale_py")
+
+from replicate.params import ParameterError  # noqa: E402
+from replicate.rl import atari  # noqa: E402
+
+
+def test_max_pool_resize_takes_the_pixelwise_max_then_resizes():
+    a = np.zeros((210, 160), np.uint8)
+    b = np.zeros((210, 160), np.uint8)
+    a[:, :80] = 200  # left half bright in frame a only
+    b[:, 80:] = 100  # right half in frame b only
+    out = atari.max_pool_resize(a, b, 84)
+    assert out.shape == (84, 84) and out.dtype == np.uint8
+    assert np.all(out[:, :40] == 200) and np.all(out[:, 44:] == 100)  # both halves survive the max
+
+
+def test_room_id_reads_montezuma_ram_bytes():
+    ram = np.zeros(128, np.uint8)
+    ram[3], ram[57] = 7, 1
+    assert atari.room_id(ram) == 1 * atari.ROOMS_PER_LEVEL + 7
+    assert atari.room_id(ram, "pong") == -1
+
+
+def test_montezuma_reset_obs_and_start_room():
+    env = atari.AtariEnv(atari.AtariConfig(), seed=0)
+    obs = env.reset()
+    assert obs.shape == (84, 84, 4) and obs.dtype == np.uint8
+    assert np.all(obs[..., 0] == obs[..., 3])  # the stack is filled with the first frame
+    assert env.n_actions == 18
+    assert env.room() == 1  # Montezuma's Revenge starts in room 1 of level 0 (RAM byte 3)
+    nxt, r, done = env.step(0)
+    assert nxt.shape == (84, 84, 4) and np.array_equal(nxt[..., :3], obs[..., 1:])  # the stack shifts by one
+    assert r == 0.0 and not done
+
+
+def test_collect_marks_episode_ends_and_keeps_the_true_next_frame():
+    cfg = atari.AtariConfig(max_episode_frames=40, noop_max=0)  # episodes of 10 agent steps
+    vec = atari.VecAtari(cfg, 2, seed=1)
+    def act(params, obs, key):  # a fixed policy: NOOP
+        z = np.zeros(obs.shape[0])
+        return z.astype(np.int32), z, z, z
+
+    obs = vec.reset()
+    visited, stats = set(), {"returns": []}
+    traj, obs2, first, _ = atari.collect(vec, act, None, obs, np.ones(2, bool), atari.jax.random.PRNGKey(0), 25,
+                                         visited, stats)
+    done = traj["done"]
+    assert done[:, 0].sum() == 2 and done[9, 0] and done[19, 0]  # 40 frames / skip 4 = 10 steps per episode
+    assert np.array_equal(traj["first"][1:], done[:-1]) and traj["first"][0].all()
+    assert len(stats["returns"]) == 4 and visited == {1}
+    # the policy's obs after an end is the reset obs, the stored next frame is the terminal one
+    assert np.array_equal(traj["next_frame"][8, 0], traj["obs"][9, 0][..., -1])
+    assert np.all(traj["obs"][10, 0][..., 0] == traj["obs"][10, 0][..., 3])
+
+
+def test_config_validation():
+    with pytest.raises(ParameterError, match="frame_skip"):
+        atari.AtariConfig(frame_skip=1)
+    with pytest.raises(ParameterError, match="method"):
+        atari.make_bonus("ngu", atari.RunConfig(), 18)
