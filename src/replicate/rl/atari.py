@@ -289,33 +289,9 @@ def make_agent(cfg: ppo.PPOConfig, n_actions: int, bonus, bonus_env_desc) -> tup
         else:
             bonus_state, binfo, int_norm = state["bonus"], {}, state["int_norm"]
             r_raw = r_int = jnp.zeros_like(traj["reward"])
-        adv_e, ret_e = ppo.gae(traj["reward"], traj["v_ext"], traj["done"], last_v_ext, cfg.gamma, cfg.gae_lambda)
-        int_dones = traj["done"] if cfg.int_episodic else jnp.zeros_like(traj["done"])
-        adv_i, ret_i = ppo.gae(r_int, traj["v_int"], int_dones, last_v_int, cfg.gamma_int, cfg.gae_lambda)
-        batch = {"obs": traj["obs"], "action": traj["action"], "logp": traj["logp"],
-                 "adv": cfg.ext_coef * adv_e + int_coef * adv_i, "v_ext": traj["v_ext"], "v_int": traj["v_int"],
-                 "ret_ext": ret_e, "ret_int": ret_i}
-        batch = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), batch)
-
-        def epoch(carry, k):
-            perm = jax.random.permutation(k, cfg.batch_size)
-            mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), batch)
-
-            def minibatch(carry, mb):
-                params, opt_state = carry
-
-                def loss_fn(p):
-                    logits, v_e, v_i = net.apply(p, mb["obs"])
-                    return ppo.ppo_loss(cfg, logits, v_e, v_i, mb, int_weight)
-
-                (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-                updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **aux}
-
-            return jax.lax.scan(minibatch, carry, mbs)
-
-        (params, opt_state), losses = jax.lax.scan(epoch, (state["params"], state["opt_state"]),
-                                                   jax.random.split(k_perm, cfg.update_epochs))
+        params, opt_state, losses = ppo.learn(cfg, net, tx, state["params"], state["opt_state"],
+                                              types.SimpleNamespace(**traj), r_int, last_v_ext, last_v_int,
+                                              int_coef, int_weight, k_perm)
         info = {"r_int_raw": jnp.mean(r_raw), "r_int": jnp.mean(r_int), **{k: jnp.mean(v) for k, v in losses.items()}, **binfo}
         return {"params": params, "opt_state": opt_state, "bonus": bonus_state, "int_norm": int_norm}, info
 

@@ -286,6 +286,44 @@ class Runner(NamedTuple):
     update: jax.Array
 
 
+def learn(cfg: PPOConfig, net: nn.Module, tx: optax.GradientTransformation, params, opt_state, traj, r_int,
+          last_v_ext, last_v_int, int_coef: float, int_weight: float, key):
+    """One PPO update from a rollout: GAE for both reward streams, then ``update_epochs`` epochs of a
+    ``lax.scan`` over ``num_minibatches`` shuffled minibatches (one Adam step each).
+
+    ``traj``: anything with (T, E, ...) fields ``obs, action, logp, v_ext, v_int, reward, done``
+    (:class:`Rollout`, or the Atari loop's namespace); ``r_int``: the normalised intrinsic rewards (T, E).
+    The policy's advantage is ``ext_coef A_E + int_coef A_I`` (RND Sec. 2.3); the intrinsic stream
+    ignores episode ends unless ``cfg.int_episodic``. Returns (params, opt_state, per-minibatch losses).
+    """
+    adv_e, ret_e = gae(traj.reward, traj.v_ext, traj.done, last_v_ext, cfg.gamma, cfg.gae_lambda)
+    int_dones = traj.done if cfg.int_episodic else jnp.zeros_like(traj.done)
+    adv_i, ret_i = gae(r_int, traj.v_int, int_dones, last_v_int, cfg.gamma_int, cfg.gae_lambda)
+    batch = {"obs": traj.obs, "action": traj.action, "logp": traj.logp, "adv": cfg.ext_coef * adv_e + int_coef * adv_i,
+             "v_ext": traj.v_ext, "v_int": traj.v_int, "ret_ext": ret_e, "ret_int": ret_i}
+    batch = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), batch)
+
+    def epoch(state, k):
+        perm = jax.random.permutation(k, cfg.batch_size)
+        mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), batch)
+
+        def minibatch(state, mb):
+            params, opt_state = state
+
+            def loss_fn(p):
+                logits, v_e, v_i = net.apply(p, mb["obs"])
+                return ppo_loss(cfg, logits, v_e, v_i, mb, int_weight)
+
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **aux}
+
+        return jax.lax.scan(minibatch, state, mbs)
+
+    (params, opt_state), losses = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, cfg.update_epochs))
+    return params, opt_state, losses
+
+
 def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
     """``train(key) -> (runner, metrics)``: pure, jittable, vmappable over keys.
 
@@ -344,32 +382,8 @@ def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
                 bonus_state, binfo, int_norm = runner.bonus_state, {}, runner.int_norm
                 r_raw = r_int = jnp.zeros_like(traj.reward)
 
-            adv_e, ret_e = gae(traj.reward, traj.v_ext, traj.done, last_v_ext, cfg.gamma, cfg.gae_lambda)
-            int_dones = traj.done if cfg.int_episodic else jnp.zeros_like(traj.done)
-            adv_i, ret_i = gae(r_int, traj.v_int, int_dones, last_v_int, cfg.gamma_int, cfg.gae_lambda)
-            batch = {"obs": traj.obs, "action": traj.action, "logp": traj.logp, "adv": cfg.ext_coef * adv_e + int_coef * adv_i,
-                     "v_ext": traj.v_ext, "v_int": traj.v_int, "ret_ext": ret_e, "ret_int": ret_i}
-            batch = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), batch)
-
-            def epoch(state, k):
-                params, opt_state = state
-                perm = jax.random.permutation(k, cfg.batch_size)
-                mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), batch)
-
-                def minibatch(state, mb):
-                    params, opt_state = state
-
-                    def loss_fn(p):
-                        logits, v_e, v_i = net.apply(p, mb["obs"])
-                        return ppo_loss(cfg, logits, v_e, v_i, mb, int_weight)
-
-                    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-                    updates, opt_state = tx.update(grads, opt_state, params)
-                    return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **aux}
-
-                return jax.lax.scan(minibatch, (params, opt_state), mbs)
-
-            (params, opt_state), losses = jax.lax.scan(epoch, (params, runner.opt_state), jax.random.split(k_perm, cfg.update_epochs))
+            params, opt_state, losses = learn(cfg, net, tx, params, runner.opt_state, traj, r_int, last_v_ext, last_v_int,
+                                              int_coef, int_weight, k_perm)
             metrics = {
                 "env_steps": (runner.update + 1) * cfg.batch_size,
                 "episodes": tracker.episodes,
