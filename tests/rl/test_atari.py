@@ -63,3 +63,54 @@ def test_config_validation():
         atari.AtariConfig(frame_skip=1)
     with pytest.raises(ParameterError, match="method"):
         atari.make_bonus("ngu", atari.RunConfig(), 18)
+
+
+def test_room_id_generalises_to_games_without_a_level_byte():
+    ram = np.zeros(128, np.uint8)
+    ram[1], ram[57] = 0xC4, 3  # Pitfall!: the screen byte alone; byte 57 means nothing there
+    assert atari.room_id(ram, "pitfall") == 0xC4
+    assert atari.ROOM_RAM["montezuma_revenge"] == atari.RoomRam(room=3, level=57, rooms_per_level=24)
+    with pytest.raises(ParameterError, match="not a ROM"):
+        atari.AtariEnv(atari.AtariConfig(game="no_such_game"), seed=0)
+
+
+def _pitfall_right(r: int) -> int:
+    """One step of Pitfall!'s screen LFSR (the screen to the right; taps 3, 4, 5, 7 into bit 0)."""
+    return ((r << 1) & 0xFF) | (((r >> 3) ^ (r >> 4) ^ (r >> 5) ^ (r >> 7)) & 1)
+
+
+def _pitfall_walk(direction):
+    """Hold ``direction`` (jumping every third 8-frame block) on the real ROM, one raw frame at a time; return the
+    room ids and the fraction of screen pixels that changed on each frame."""
+    from ale_py import Action
+
+    env = atari.AtariEnv(atari.AtariConfig(game="pitfall", noop_max=0), seed=0)
+    env.reset()
+    move, jump = (Action.RIGHT, Action.RIGHTFIRE) if direction == "right" else (Action.LEFT, Action.LEFTFIRE)
+    rooms, changed = [env.room()], []
+    prev = env.ale.getScreenGrayscale()
+    for t in range(900):
+        env.ale.act(jump if (t // 8) % 3 == 0 else move)
+        screen = env.ale.getScreenGrayscale()
+        changed.append(float(np.mean(screen != prev)))
+        rooms.append(env.room())
+        prev = screen
+        if env.ale.game_over():
+            break
+    return np.array(rooms), np.array(changed)
+
+
+@pytest.mark.parametrize("direction", ["right", "left"])
+def test_pitfall_room_byte_changes_exactly_when_the_screen_changes(direction):
+    rooms, changed = _pitfall_walk(direction)
+    assert rooms[0] == 0xC4  # Pitfall Harry starts on screen $C4
+    moved = np.diff(rooms) != 0
+    assert moved.sum() >= 2  # at least two screens crossed
+    # the byte changes on exactly the frames where the picture changes wholesale (a new screen), never otherwise
+    assert np.array_equal(moved, changed > 0.02), (np.flatnonzero(moved), np.flatnonzero(changed > 0.02))
+    assert changed[moved].min() > 2 * changed[~moved].max()
+    # and each change is one step of the game's LFSR: right = forward, left = backward
+    seq = rooms[np.r_[True, moved]]
+    for a, b in zip(seq[:-1], seq[1:]):
+        assert (_pitfall_right(int(a)) == b) if direction == "right" else (_pitfall_right(int(b)) == a), (a, b)
+    assert list(seq[:3]) == ([0xC4, 0x89, 0x12] if direction == "right" else [0xC4, 0xE2, 0x71])

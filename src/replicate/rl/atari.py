@@ -13,8 +13,22 @@ not expose the RAM we need for room ids):
   episode; episodes end at game over or at 108,000 raw frames (30 minutes; truncation is treated as an
   end); a lost life does not end the episode; the minimal action set;
 * extrinsic rewards for learning are clipped to [-1, 1] (DQN, RND); the unclipped game score is reported;
-* Montezuma's Revenge room id: RAM byte 3, level: RAM byte 57 (as Go-Explore and the exploration
-  literature read them); a room is identified by ``(level, room)``.
+* room ids from RAM (:data:`ROOM_RAM`, :func:`room_id`):
+
+  - Montezuma's Revenge: room RAM byte 3, level RAM byte 57 (as Go-Explore and the exploration literature read
+    them, e.g. AtariARI's ``ram_annotations.py``: ``room_number=3``, ``level=57``); a room is ``(level, room)``,
+    numbered ``level * 24 + room``;
+  - Pitfall!: the screen is RAM byte 1 (address ``$81``), the 8-bit LFSR state from which David Crane's code
+    derives every screen (255 non-zero values, one ring of 255 screens, a single level; the start screen is
+    ``0xC4``; walking right steps the LFSR once, left once backwards, a tunnel screen three steps). Source: the
+    6502 code quoted in S. Trenholme, "A 4096-byte jungle" (samiam.org/blog/20130606.html, 2013). Go-Explore
+    (Ecoffet et al. 2021, ``goexplore_py/pitfall_env.py``) does *not* read a RAM byte for Pitfall: it tracks the
+    room from jumps of Harry's pixel position. Verified here with the ROM bundled in ale-py 0.12 (see
+    ``tests/rl/test_atari.py``): over scripted runs (right and left above ground, left through the tunnel), byte
+    1 changed exactly on the frames where the screen changed (>= 2.9% of the pixels vs <= 1.4% on every other
+    frame) and every change was one LFSR step (three in the tunnel), from ``0xC4`` to ``0x89``, ``0x12``
+    (right) and ``0xE2``, ``0x71``, ``0x38``, ``0x47`` (left);
+  - other games: no room id (-1).
 
 Agent (:func:`train`): PPO with the Nature-CNN torso (Mnih et al. 2015: conv 32x8x8/4, 64x4x4/2, 64x3x3/1,
 dense 512) shared by the policy and two value heads (extrinsic / intrinsic, RND). The environment steps
@@ -42,8 +56,22 @@ from flax.linen.initializers import constant, orthogonal
 from replicate.params import ParameterError
 from replicate.rl import ppo
 
-ROOM_RAM = {"montezuma_revenge": (3, 57)}  # game -> (room byte, level byte)
+
+@dataclasses.dataclass(frozen=True)
+class RoomRam:
+    """Where a game keeps its room in the 128-byte RAM: ``room`` byte, optional ``level`` byte, rooms per level."""
+
+    room: int
+    level: int | None = None
+    rooms_per_level: int = 256
+
+
 ROOMS_PER_LEVEL = 24  # Montezuma's Revenge: rooms 0..23 per level
+ROOM_RAM = {
+    "montezuma_revenge": RoomRam(room=3, level=57, rooms_per_level=ROOMS_PER_LEVEL),
+    "pitfall": RoomRam(room=1),  # the screen LFSR at $81: 255 screens in one ring, no level (module doc)
+}
+GAMES = tuple(ROOM_RAM)  # the games with a room id (the exploration notebooks need one)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +104,13 @@ def max_pool_resize(frame_a: np.ndarray, frame_b: np.ndarray, size: int = 84) ->
 
 
 def room_id(ram: np.ndarray, game: str = "montezuma_revenge") -> int:
-    """``level * 24 + room`` from the 128-byte RAM (-1 for games without a known room byte)."""
-    if game not in ROOM_RAM:
+    """``level * rooms_per_level + room`` from the 128-byte RAM (the room byte alone for games without a level
+    byte, e.g. Pitfall!); -1 for games without a known room byte."""
+    spec = ROOM_RAM.get(game)
+    if spec is None:
         return -1
-    r, lv = ROOM_RAM[game]
-    return int(ram[lv]) * ROOMS_PER_LEVEL + int(ram[r])
+    level = int(ram[spec.level]) if spec.level is not None else 0
+    return level * spec.rooms_per_level + int(ram[spec.room])
 
 
 class AtariEnv:
@@ -96,7 +126,11 @@ class AtariEnv:
         self.ale.setFloat("repeat_action_probability", float(cfg.repeat_action_probability))
         self.ale.setInt("frame_skip", 1)
         self.ale.setInt("max_num_frames_per_episode", int(cfg.max_episode_frames))
-        self.ale.loadROM(roms.get_rom_path(cfg.game))
+        rom = roms.get_rom_path(cfg.game)
+        if rom is None:
+            raise ParameterError(f"AtariConfig: game={cfg.game!r} is not a ROM bundled with ale-py; choose e.g. one "
+                                 f"of {list(GAMES)} (rooms are tracked for those)")
+        self.ale.loadROM(rom)
         self.actions = self.ale.getMinimalActionSet()
         self.rng = np.random.default_rng(seed)
         h, w = self.ale.getScreenDims()
