@@ -201,10 +201,12 @@ def init_casm(cfg: CASMConfig, key: jax.Array) -> TrainState:
     return TrainState(params, optax.adam(cfg.learning_rate).init(params), jnp.zeros((), jnp.int32))
 
 
-def _casm_loss(cfg, params, obs, actions, masks):
+def _casm_loss(cfg, params, obs, actions, masks, valid=None):
     logits = CASMModel(cfg).apply(params, obs, actions, masks)
     target = actions[:, :-1]
     w = masks[:, :-1].astype(jnp.float32)  # loss on the masked actions only
+    if valid is not None:  # a_t that did not lead to o_{t+1} (an episode ended in between) carries no loss
+        w = w * valid[:, :-1].astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, target)
     denom = jnp.maximum(w.sum(), 1.0)
     acc = jnp.sum((jnp.argmax(logits, -1) == target) * w) / denom
@@ -212,24 +214,33 @@ def _casm_loss(cfg, params, obs, actions, masks):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _casm_train_jit(cfg, state, obs, actions, key):
+def _casm_train_jit(cfg, state, obs, actions, key, valid=None):
     b = obs.shape[0]
     rep = cfg.n_masks
     obs_r = jnp.repeat(obs, rep, axis=0)
     act_r = jnp.repeat(actions, rep, axis=0)
+    valid_r = None if valid is None else jnp.repeat(valid, rep, axis=0)
     masks = sample_masks(cfg, key, b * rep)
-    (loss, acc), grads = jax.value_and_grad(lambda p: _casm_loss(cfg, p, obs_r, act_r, masks), has_aux=True)(state.params)
+    (loss, acc), grads = jax.value_and_grad(lambda p: _casm_loss(cfg, p, obs_r, act_r, masks, valid_r), has_aux=True)(state.params)
     updates, opt_state = optax.adam(cfg.learning_rate).update(grads, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), {"loss": loss, "accuracy": acc}
 
 
-def casm_train_step(cfg: CASMConfig, state: TrainState, obs, actions, key: jax.Array):
-    """One Adam step on trajectories ``obs`` (B, T, obs_dim), ``actions`` (B, T), N masks each."""
+def casm_train_step(cfg: CASMConfig, state: TrainState, obs, actions, key: jax.Array, valid=None):
+    """One Adam step on trajectories ``obs`` (B, T, obs_dim), ``actions`` (B, T), N masks each.
+
+    ``valid`` (B, T) bool, optional: ``valid[b, t]`` is False when ``a_t`` did not lead to ``o_{t+1}``
+    (a window of an agent's rollout that crosses an episode end); such actions carry no loss.
+    """
     obs = _check_obs(obs, cfg.obs_dim)
     actions = jnp.asarray(actions, jnp.int32)
     if obs.ndim != 3 or obs.shape[1] != cfg.seq_len or actions.shape != obs.shape[:2]:
         raise ValueError(f"expected obs (B, {cfg.seq_len}, {cfg.obs_dim}) and actions (B, {cfg.seq_len}); got {obs.shape}, {actions.shape}")
-    return _casm_train_jit(cfg, state, obs, actions, key)
+    if valid is not None:
+        valid = jnp.asarray(valid, bool)
+        if valid.shape != actions.shape:
+            raise ValueError(f"valid must have the shape of actions {actions.shape}, got {valid.shape}")
+    return _casm_train_jit(cfg, state, obs, actions, key, valid)
 
 
 @functools.partial(jax.jit, static_argnums=0)

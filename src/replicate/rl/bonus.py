@@ -27,8 +27,12 @@ Bonuses (estimators from :mod:`replicate.recode`, RECODE I):
 
 Embeddings for ``ngu`` and ``recode`` (:class:`EmbeddingConfig`): ``random`` (a fixed Gaussian
 random projection of the observation; for one-hot DeepSea observations this is a near-orthogonal
-code of the cell), ``identity`` (the observation itself) or ``ap`` (NGU's inverse-dynamics
-encoder, RECODE Sec. 4 Eq. 4, trained online on the agent's own rollouts).
+code of the cell), ``identity`` (the observation itself), ``ap`` (NGU's inverse-dynamics
+encoder, RECODE Sec. 4 Eq. 4, trained online on the agent's own rollouts) or ``casm`` (RECODE's
+masked-transformer multi-step inverse dynamics, Sec. 4, trained online on windows of
+``casm_seq_len`` consecutive steps cut from each environment's rollout; an action whose transition
+ended an episode carries no loss, since the rollout's next observation is then a reset). Both
+learned embeddings take ``ap_epochs x ap_minibatches`` Adam steps per rollout, after the rewards.
 
 **Adapter note.** RECODE I's public ``memory.step``, ``episodic_step``, ``tabular_step`` and
 ``rnd_step`` validate their inputs with Python-side checks (``bool(...)`` of a traced array) and so
@@ -52,7 +56,7 @@ from replicate.recode import memory as M
 from replicate.recode import representations as R
 
 BONUSES = ("none", "counts", "rnd", "ngu", "recode")
-EMBEDDINGS = ("random", "identity", "ap")
+EMBEDDINGS = ("random", "identity", "ap", "casm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +76,11 @@ class Bonus:
 class EmbeddingConfig:
     """Embedding of observations for NGU/RECODE.
 
-    kind: 'random' | 'identity' | 'ap'. dim: embedding size (random, ap).
-    ap_hidden, ap_learning_rate: the AP encoder/classifier widths and Adam step size.
-    ap_epochs, ap_minibatches: AP training passes / minibatches per rollout.
+    kind: 'random' | 'identity' | 'ap' | 'casm'. dim: embedding size (random, ap, casm).
+    ap_hidden, ap_learning_rate: the encoder (and AP classifier) widths and Adam step size (ap, casm).
+    ap_epochs, ap_minibatches: training passes / minibatches per rollout of the learned embeddings.
+    casm_seq_len: CASM window length (must divide the rollout length); casm_layers, casm_dim,
+    casm_heads: its transformer; casm_masks: masks sampled per window (Sec. 4).
     """
 
     kind: str = "random"
@@ -83,12 +89,20 @@ class EmbeddingConfig:
     ap_learning_rate: float = 5e-4
     ap_epochs: int = 1
     ap_minibatches: int = 4
+    casm_seq_len: int = 8
+    casm_layers: int = 1
+    casm_dim: int = 64
+    casm_heads: int = 4
+    casm_masks: int = 4
 
     def __post_init__(self) -> None:
         if self.kind not in EMBEDDINGS:
             raise ParameterError(f"EmbeddingConfig: kind={self.kind!r}; choose one of {EMBEDDINGS}")
         if self.dim < 1 or self.ap_epochs < 0 or self.ap_minibatches < 1:
             raise ParameterError(f"EmbeddingConfig: need dim >= 1, ap_epochs >= 0, ap_minibatches >= 1, got {self}")
+        if self.casm_seq_len < 2 or self.casm_layers < 1 or self.casm_masks < 1 or self.casm_dim % self.casm_heads:
+            raise ParameterError("EmbeddingConfig: need casm_seq_len >= 2, casm_layers >= 1, casm_masks >= 1 and "
+                                 f"casm_dim divisible by casm_heads, got {self}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,6 +123,8 @@ def _embedding(ecfg: EmbeddingConfig, env):
             return jax.random.normal(k, (env.obs_dim, ecfg.dim), jnp.float32) / jnp.sqrt(ecfg.dim)
         return ecfg.dim, init, (lambda w, o: o @ w), (lambda s, r, k: (s, {}))
 
+    if ecfg.kind == "casm":
+        return _casm_embedding(ecfg, env)
     apcfg = _ap_cfg(ecfg, env)
 
     def embed(st, o):
@@ -133,6 +149,59 @@ def _embedding(ecfg: EmbeddingConfig, env):
         return st, infos
 
     return ecfg.dim, (lambda k: R.init_ap(apcfg, k)), embed, train
+
+
+def _casm_cfg(ecfg: EmbeddingConfig, env) -> R.CASMConfig:
+    return R.CASMConfig(obs_dim=env.obs_dim, n_actions=env.n_actions, embed_dim=ecfg.dim, encoder_hidden=tuple(ecfg.ap_hidden),
+                        model_dim=ecfg.casm_dim, n_layers=ecfg.casm_layers, n_heads=ecfg.casm_heads, seq_len=ecfg.casm_seq_len,
+                        n_masks=ecfg.casm_masks, classifier_hidden=tuple(ecfg.ap_hidden), learning_rate=ecfg.ap_learning_rate)
+
+
+def rollout_windows(obs, actions, done, seq_len: int):
+    """Cut (T, E, ...) rollouts into (E * T // seq_len, seq_len, ...) windows of consecutive steps.
+
+    Returns ``(obs, actions, valid)``; ``valid[w, t]`` is False where the transition of ``a_t`` ended
+    the episode (``o_{t+1}`` in the window is then the next episode's first observation). Steps past
+    the last whole window are dropped.
+    """
+    t, e = actions.shape
+    n = t // seq_len
+    if n < 1:
+        raise ParameterError(f"CASM window casm_seq_len={seq_len} is longer than the rollout (num_steps={t})")
+
+    def cut(x):
+        x = x[: n * seq_len].reshape(n, seq_len, e, *x.shape[2:])
+        return jnp.moveaxis(x, 2, 0).reshape(e * n, seq_len, *x.shape[3:])
+
+    return cut(obs), cut(actions), ~cut(done)
+
+
+def _casm_embedding(ecfg: EmbeddingConfig, env):
+    """CASM trained online: windows of each environment's rollout, ``ap_epochs x ap_minibatches`` Adam steps."""
+    ccfg = _casm_cfg(ecfg, env)
+
+    def embed(st, o):
+        return R.CASMModel(ccfg).apply(st.params, o, method=R.CASMModel.embed)
+
+    def train(st, ro, key):
+        o, a, valid = rollout_windows(ro.obs, ro.action, ro.done, ccfg.seq_len)
+        n = o.shape[0]
+        mbs = min(ecfg.ap_minibatches, n)
+        mb = n // mbs
+        infos = {"casm_loss": jnp.zeros(()), "casm_accuracy": jnp.zeros(())}
+        for kk in jax.random.split(key, ecfg.ap_epochs):
+            k_perm, k_mask = jax.random.split(kk)
+            perm = jax.random.permutation(k_perm, n)[: mb * mbs].reshape(mbs, mb)
+
+            def step(s, xs):
+                idx, km = xs
+                return R._casm_train_jit(ccfg, s, o[idx], a[idx], km, valid[idx])
+
+            st, info = jax.lax.scan(step, st, (perm, jax.random.split(k_mask, mbs)))
+            infos = {"casm_loss": jnp.mean(info["loss"]), "casm_accuracy": jnp.mean(info["accuracy"])}
+        return st, infos
+
+    return ecfg.dim, (lambda k: R.init_casm(ccfg, k)), embed, train
 
 
 def _flat_embed(embed, st, x):

@@ -1,7 +1,8 @@
 """Environments behind one thin, jittable interface for the exploration agents (RECODE II).
 
-An :class:`Adapter` wraps a functional environment (gymnax today; xminigrid and ale-py's vector
-environment are later additions) as pure functions that can run inside ``jit``/``lax.scan``:
+An :class:`Adapter` wraps a functional environment (gymnax's bsuite DeepSea, xminigrid's MiniGrid tasks;
+ale-py's Atari games, which cannot run inside ``jit``, have their own driver in :mod:`replicate.rl.atari`)
+as pure functions that can run inside ``jit``/``lax.scan``:
 
 * ``reset(key) -> (obs, env_state)`` with ``obs`` a flat float32 vector of size ``obs_dim``;
 * ``step(key, env_state, action) -> StepResult``: the transition with **auto-reset**, and both
@@ -162,3 +163,78 @@ def gymnax_env(name: str, **kwargs) -> Adapter:
 def random_policy_success_episodes(size: int) -> float:
     """Expected episodes to the first treasure for the uniform random policy: ``2^size`` (geometric, p = 2^-size)."""
     return float(2**size)
+
+
+# ----------------------------------------------------------------------------------------------
+# MiniGrid via xminigrid (Nikulin et al. 2024, XLand-MiniGrid): the MiniGrid tasks rewritten in JAX
+
+MINIGRID_TASKS = ("MiniGrid-DoorKey-5x5", "MiniGrid-DoorKey-6x6", "MiniGrid-DoorKey-8x8", "MiniGrid-DoorKey-16x16",
+                  "MiniGrid-FourRooms", "MiniGrid-Unlock", "MiniGrid-UnlockPickUp", "MiniGrid-BlockedUnlockPickUp",
+                  "MiniGrid-LockedRoom", "MiniGrid-Empty-8x8", "MiniGrid-Empty-16x16")
+
+
+def minigrid_obs_dim(view_size: int = 7) -> int:
+    """Size of :func:`minigrid`'s flat observation: one-hot tile and colour per view cell, one-hot direction."""
+    from xminigrid.core.constants import NUM_COLORS, NUM_TILES
+
+    return view_size * view_size * (NUM_TILES + NUM_COLORS) + 4
+
+
+def minigrid(name: str, *, max_steps: int | None = None, view_size: int = 7) -> Adapter:
+    """A MiniGrid task from ``xminigrid`` (e.g. ``"MiniGrid-DoorKey-8x8"``, ``"MiniGrid-FourRooms"``).
+
+    Observation: MiniGrid's partial, egocentric ``view_size x view_size`` symbolic view (tile and colour
+    ids per cell, xminigrid's layout) one-hot encoded per cell, followed by the one-hot direction the
+    agent faces (MiniGrid's ``direction`` field), flattened: :func:`minigrid_obs_dim` floats.
+    Actions: xminigrid's 6 (forward, turn right, turn left, pick up, put down, toggle).
+    Reward: MiniGrid's ``1 - 0.9 * steps / max_steps`` on reaching the goal, else 0; an episode ends
+    at the goal or after ``max_steps`` (MiniGrid's default when ``None``: e.g. ``10 * H * W`` for DoorKey).
+    Truncation is treated as an episode end like termination (no bootstrap past it; the PureJaxRL and
+    xminigrid-baselines simplification). Layouts (key, door, agent; FourRooms' doors and goal) are
+    re-drawn at every reset, as in MiniGrid.
+    ``state_id``: the agent's cell ``row * W + col`` (``n_states = H * W``; "distinct cells visited").
+    ``success``: the goal was reached (reward > 0).
+    """
+    try:
+        import xminigrid
+        from xminigrid.core.constants import NUM_COLORS, NUM_TILES
+    except ImportError as e:  # pragma: no cover - the rl extra installs it
+        raise ParameterError("MiniGrid needs the 'xminigrid' package: pip install -e '.[rl]'") from e
+    if name not in xminigrid.registered_environments() or not name.startswith("MiniGrid-"):
+        raise ParameterError(f"MiniGrid task {name!r} is unknown; choose one of "
+                             f"{[n for n in xminigrid.registered_environments() if n.startswith('MiniGrid-')]}")
+    if max_steps is not None and (not isinstance(max_steps, (int, np.integer)) or max_steps < 1):
+        raise ParameterError(f"MiniGrid max_steps={max_steps!r} must be a positive int or None (task default)")
+    env, params = xminigrid.make(name)
+    params = params.replace(view_size=int(view_size))
+    if max_steps is not None:
+        params = params.replace(max_steps=int(max_steps))
+    height, width = int(params.height), int(params.width)
+    obs_dim = minigrid_obs_dim(view_size)
+
+    def encode(ts):
+        o = ts.observation.astype(jnp.int32)
+        tiles = jax.nn.one_hot(o[..., 0], NUM_TILES, dtype=jnp.float32)
+        colours = jax.nn.one_hot(o[..., 1], NUM_COLORS, dtype=jnp.float32)
+        direction = jax.nn.one_hot(ts.state.agent.direction, 4, dtype=jnp.float32)
+        return jnp.concatenate([jnp.concatenate([tiles, colours], -1).reshape(-1), direction])
+
+    def cell(ts):
+        pos = ts.state.agent.position
+        return (pos[0] * width + pos[1]).astype(jnp.int32)
+
+    def reset(key):
+        ts = env.reset(params, key)
+        return encode(ts), ts
+
+    def step(key, ts, action):
+        nxt = env.step(params, ts, action)
+        done = nxt.last()
+        re = env.reset(params, key)
+        new_ts = jax.tree.map(lambda a, b: jax.lax.select(done, a, b), re, nxt)
+        next_obs = encode(nxt)
+        obs = jnp.where(done, encode(re), next_obs)
+        reward = jnp.asarray(nxt.reward, jnp.float32)
+        return StepResult(obs, new_ts, reward, done, next_obs, cell(nxt), reward > 0)
+
+    return Adapter(name, obs_dim, int(env.num_actions(params)), reset, step, cell, height * width, int(params.max_steps))
