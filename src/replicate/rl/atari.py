@@ -364,7 +364,8 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
 
     Returns NumPy curves per update: ``frames``, ``rooms`` (distinct rooms so far), ``score_max`` (best
     episode score so far), ``score_mean`` (mean score of episodes that ended in the update, NaN if none),
-    ``episodes``, ``r_int_raw``; plus the set of ``visited_rooms``, ``wall_s`` and ``compile_s``.
+    ``episodes``, ``r_int_raw``, ``return_running`` (mean over the environments of the unclipped score of their
+    unfinished episodes; informative where episodes outlast the budget, e.g. Pitfall!); plus the set of ``visited_rooms``, ``wall_s`` and ``compile_s``.
     """
     cfg = run.ppo_config()
     vec = VecAtari(run.atari, run.num_envs, seed)
@@ -377,7 +378,8 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
     first = np.ones(run.num_envs, bool)
     visited = set(int(x) for x in vec.rooms() if x >= 0)
     stats: dict[str, Any] = {"returns": []}
-    curves = {k: [] for k in ("frames", "rooms", "score_max", "score_mean", "episodes", "r_int_raw", "entropy")}
+    curves = {k: [] for k in ("frames", "rooms", "score_max", "score_mean", "episodes", "r_int_raw", "entropy",
+                              "return_running")}
     best, n_eps = -np.inf, 0
     t0 = time.perf_counter()
     compile_s = 0.0
@@ -402,6 +404,7 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
         curves["episodes"].append(n_eps)
         curves["r_int_raw"].append(float(info["r_int_raw"]))
         curves["entropy"].append(float(info["entropy"]))
+        curves["return_running"].append(float(np.mean(vec.ep_return)))
         if log_every and (u + 1) % log_every == 0:
             print(f"[{method}] update {u + 1}/{cfg.num_updates}: {curves['frames'][-1]} frames, rooms {len(visited)}, "
                   f"best score {curves['score_max'][-1]:.0f}, {time.perf_counter() - t0:.0f} s", flush=True)
