@@ -146,15 +146,16 @@ def test_casm_loss_ignores_actions_across_episode_ends():
     act = jnp.asarray(rng.integers(0, 3, (4, 6)))
     masks = R.sample_masks(cfg, jax.random.PRNGKey(2), 4)
     valid = jnp.asarray(rng.random((4, 6)) < 0.6)
-    loss, _ = R._casm_loss(cfg, st.params, obs, act, masks, valid)
+    casm_loss = jax.jit(R._casm_loss, static_argnums=0)
+    loss, _ = casm_loss(cfg, st.params, obs, act, masks, valid)
     logits = np.asarray(R.casm_logits(cfg, st.params, obs, act, masks), np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     tgt = np.asarray(act)[:, :-1]
     ce = -np.take_along_axis(logp, tgt[..., None], -1)[..., 0]
     w = np.asarray(masks)[:, :-1] * np.asarray(valid)[:, :-1]
     assert float(loss) == pytest.approx((ce * w).sum() / max(w.sum(), 1.0), rel=1e-5)
-    full, _ = R._casm_loss(cfg, st.params, obs, act, masks)
-    same, _ = R._casm_loss(cfg, st.params, obs, act, masks, jnp.ones((4, 6), bool))
+    full, _ = casm_loss(cfg, st.params, obs, act, masks)
+    same, _ = casm_loss(cfg, st.params, obs, act, masks, jnp.ones((4, 6), bool))
     assert float(full) == pytest.approx(float(same), rel=1e-6)
 
 
