@@ -72,3 +72,16 @@ def test_censored_summary():
     assert s["median"] == 20 and s["solved"] == pytest.approx(2 / 3) and not s["censored"]
     s = exploration.censored_summary([exploration.NEVER, exploration.NEVER, 5], budget=100)
     assert s["median"] == 100 and s["censored"]
+
+
+def test_trailing_mean_matches_loop():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 11))
+    x[0, 3] = np.nan
+    y, sl = exploration.trailing_mean(x, 4)
+    xz = np.nan_to_num(x)
+    ref = np.array([[xz[i, j:j + 4].mean() for j in range(11 - 3)] for i in range(2)])
+    np.testing.assert_allclose(y, ref)
+    assert np.arange(11)[sl].tolist() == list(range(3, 11))  # each value sits at its window's last update
+    y1, _ = exploration.trailing_mean(x, 50)  # window capped at the length
+    np.testing.assert_allclose(y1[:, 0], xz.mean(1))

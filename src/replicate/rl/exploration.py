@@ -101,3 +101,15 @@ def first_success_numpy(done: np.ndarray, success: np.ndarray) -> int:
                     return episodes
                 ep_success[e] = False
     return int(NEVER)
+
+
+def trailing_mean(x, window: int) -> tuple[np.ndarray, slice]:
+    """Trailing moving average over the last axis, NaN treated as 0 (no episode ended in that update).
+
+    Returns ``(y, sl)`` where ``y[..., j]`` is the mean of ``x[..., j : j + window]`` and ``sl`` selects
+    the matching x positions (the window's *last* point), so curves carry no edge artefact from padding.
+    """
+    x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
+    window = int(max(1, min(window, x.shape[-1])))
+    c = np.cumsum(np.concatenate([np.zeros(x.shape[:-1] + (1,)), x], axis=-1), axis=-1)
+    return (c[..., window:] - c[..., :-window]) / window, slice(window - 1, None)
