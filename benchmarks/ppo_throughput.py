@@ -12,7 +12,7 @@ CartPole-v1, and both are timed after compilation:
 * **Python loop** (baseline, CleanRL's ``ppo.py``/``ppo_jax`` structure): gymnasium's
   ``SyncVectorEnv`` of CartPole-v1 stepped from Python, the policy's action drawn by a jitted
   function every step (one host-device round trip per step), GAE and the update epochs as one
-  jitted call per update.
+  jitted call per update (the candidate's own ``ppo.learn``, so only the loop structure differs).
 
 Reported: environment steps per second of each and their ratio, per number of parallel
 environments.
@@ -67,25 +67,13 @@ def python_loop_steps_per_s(cfg: ppo.PPOConfig, n_updates: int) -> float:
 
     @jax.jit
     def update(params, opt_state, obs, actions, logp, v_e, v_i, rewards, dones, last_obs, key):
+        # the same update as the jitted candidate (ppo.learn, no intrinsic stream), one jitted call per rollout
         _, lv_e, lv_i = net.apply(params, last_obs)
-        adv, ret = ppo.gae(rewards, v_e, dones, lv_e, cfg.gamma, cfg.gae_lambda)
-        batch = {"obs": obs, "action": actions, "logp": logp, "adv": cfg.ext_coef * adv, "v_ext": v_e, "v_int": v_i,
-                 "ret_ext": ret, "ret_int": jnp.zeros_like(ret)}
-        batch = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), batch)
-
-        def epoch(state, k):
-            perm = jax.random.permutation(k, cfg.batch_size)
-            mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), batch)
-
-            def mb(state, b):
-                p, o = state
-                grads = jax.grad(lambda p: ppo.ppo_loss(cfg, *net.apply(p, b["obs"]), b, 0.0)[0])(p)
-                u, o = tx.update(grads, o, p)
-                return (optax.apply_updates(p, u), o), None
-
-            return jax.lax.scan(mb, state, mbs)[0], None
-
-        return jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, cfg.update_epochs))[0]
+        traj = ppo.Rollout(obs=obs, action=actions, logp=logp, v_ext=v_e, v_int=v_i, reward=rewards, done=dones,
+                           first=None, next_obs=None, next_state_id=None, success=None)
+        params, opt_state, _ = ppo.learn(cfg, net, tx, params, opt_state, traj, jnp.zeros_like(rewards), lv_e, lv_i,
+                                         0.0, 0.0, key)
+        return params, opt_state
 
     T, E = cfg.num_steps, cfg.num_envs
     obs, _ = venv.reset(seed=0)
