@@ -61,4 +61,5 @@ def test_time_call_measures_sleep_and_results_are_written(tmp_path, monkeypatch)
     monkeypatch.setenv("REPLICATE_ROOT", str(tmp_path))
     md = benchmarking.write_results("toy", [{"case": "a", "ratio": 2.0}], title="Toy")
     assert "| case | ratio |" in md.read_text() and "| a | 2 |" in md.read_text()
-    assert json.loads((tmp_path / "benchmarks" / "results" / "toy.json").read_text())["rows"] == [{"case": "a", "ratio": 2.0}]
+    rows = json.loads((tmp_path / "benchmarks" / "results" / "toy.json").read_text())["rows"]
+    assert rows == [{"case": "a", "ratio": 2.0}]

@@ -31,7 +31,8 @@ def test_smoke_block_equals_notebook_defaults(notebook):
     assert section is not None, f"params.yaml has no notebooks.{notebook.stem}"
     assert section["smoke"] == defaults, f"{notebook.name}: params.yaml smoke block differs from the parameters cell"
     for profile in PROFILES:
-        assert set(section[profile]) == set(defaults), f"notebooks.{notebook.stem}.{profile} has other keys than the notebook"
+        assert set(section[profile]) == set(defaults), (
+            f"notebooks.{notebook.stem}.{profile} has other keys than the notebook")
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)

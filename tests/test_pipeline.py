@@ -69,7 +69,8 @@ def test_unknown_parameter_and_profile_are_rejected_before_running(toy_repo, cap
     (toy_repo / "params.yaml").write_text(
         "profile: cpu\nnotebooks:\n  toy: {smoke: {N: 2}, cpu: {M: 5}, full: {N: 13}}\n"
     )
-    with pytest.raises(ParameterError, match=r"gives \['M'\] to toy.ipynb, whose parameters cell defines only \['N', 'PROFILE'\]"):
+    expected = r"gives \['M'\] to toy.ipynb, whose parameters cell defines only \['N', 'PROFILE'\]"
+    with pytest.raises(ParameterError, match=expected):
         pipeline.run_notebook(toy_repo / "notebooks" / "toy.ipynb", progress=False)
     code = pipeline.main(["run", str(toy_repo / "notebooks" / "toy.ipynb"), "--profile", "gpu"])
     err = capsys.readouterr().err

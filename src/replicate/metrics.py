@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,11 +21,6 @@ def write_metrics(name: str, metrics: Mapping[str, Any], run: RunInfo) -> Path:
     path = outputs.metrics_dir() / f"{name}.json"
     io.write_json(path, {"metrics": dict(metrics), "run": run.as_dict()})
     return path
-
-
-def read_metrics(path: str | Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 def _check_finite(obj: Any, where: str) -> None:

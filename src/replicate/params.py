@@ -59,9 +59,11 @@ class Param:
             value, ok = float(value), True  # an int literal is a fine float
         if not ok:
             names = " or ".join(t.__name__ for t in types)
-            raise ParameterError(f"parameter {name}={value!r} has type {type(value).__name__}; expected {names}.{self._hint()}")
+            raise ParameterError(
+                f"parameter {name}={value!r} has type {type(value).__name__}; expected {names}.{self._hint()}")
         if self.choices is not None and value not in self.choices:
-            raise ParameterError(f"parameter {name}={value!r} is not allowed; choose one of {list(self.choices)}.{self._hint()}")
+            raise ParameterError(
+                f"parameter {name}={value!r} is not allowed; choose one of {list(self.choices)}.{self._hint()}")
         if self.min is not None and value < self.min:
             raise ParameterError(f"parameter {name}={value!r} is too small; it must be >= {self.min}.{self._hint()}")
         if self.max is not None and value > self.max:
@@ -88,7 +90,8 @@ def validate(namespace: Mapping[str, Any], spec: Mapping[str, Param]) -> SimpleN
     out = {}
     for name, param in spec.items():
         if name not in namespace:
-            raise ParameterError(f"parameter {name} is not defined; add it to the notebook's parameters cell and to params.yaml")
+            raise ParameterError(
+                f"parameter {name} is not defined; add it to the notebook's parameters cell and to params.yaml")
         out[name] = param.check(name, namespace[name])
     return SimpleNamespace(**out)
 

@@ -65,7 +65,9 @@ def save_figure(fig, name: str, *, directory: str | Path | None = None, fmt: str
     when the notebook is run by hand. ``name`` must be lower-case letters, digits, ``_`` or ``-``.
     """
     if not _NAME.match(name):
-        raise ValueError(f"figure name {name!r}: use lower-case letters, digits, '_' and '-' only (e.g. 'glasses_fig5_collapse_gemma')")
+        raise ValueError(
+            f"figure name {name!r}: use lower-case letters, digits, '_' and '-' only "
+            "(e.g. 'glasses_fig5_collapse_gemma')")
     directory = Path(directory) if directory is not None else outputs.figures_dir()
     path = directory / f"{name}.{fmt}"
     with io.atomic_path(path) as tmp:

@@ -1,13 +1,11 @@
 """Seeding and PRNG handling: explicit keys, no global state.
 
 Notebooks take an integer ``SEED`` parameter and turn it into keys here; library code only
-ever receives keys. ``seed_everything`` also seeds NumPy's legacy global generator and
-Python's ``random`` for third-party code (environments) that uses them.
+ever receives keys.
 """
 
 from __future__ import annotations
 
-import random
 from typing import Sequence
 
 import jax
@@ -32,9 +30,3 @@ def numpy_rng(seed: int, *stream: int) -> np.random.Generator:
     """An independent NumPy generator for ``seed`` and an optional stream id (e.g. a worker index)."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), *map(int, stream)]))
 
-
-def seed_everything(seed: int) -> jax.Array:
-    """Seed Python's and NumPy's global generators (for third-party code) and return a JAX key."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    return key(seed)

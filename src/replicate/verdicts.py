@@ -178,10 +178,12 @@ def readme_table(metrics_dir: Path, notebooks: Sequence[str]) -> str:
             lines.append(f"| {link} | — | — | — | *{reason}* | {profile} |")
             continue
         if not rows:
-            lines.append(f"| {link} | *judges no paper claim (builds data / measures the setup)* | — | — | — | {profile} |")
+            note = "*judges no paper claim (builds data / measures the setup)*"
+            lines.append(f"| {link} | {note} | — | — | — | {profile} |")
         for r in rows:
             claim = _cell(r["claim"]) + (f" ([figure]({r['figure']}))" if r["figure"] else "")
-            lines.append(f"| {link} | {claim} | {_cell(r['paper'])} | {_cell(r['ours'])} | **{r['verdict']}** | {profile} |")
+            paper, ours = _cell(r["paper"]), _cell(r["ours"])
+            lines.append(f"| {link} | {claim} | {paper} | {ours} | **{r['verdict']}** | {profile} |")
     return "\n".join(lines)
 
 
