@@ -1,7 +1,10 @@
 # Two commands do everything on a fresh machine with a bare Python 3.11 (no conda):
 #   make repro   build .venv if missing, then `dvc repro` at params.yaml's profile (default: cpu)
 #   make test    build .venv if missing, then unit tests + every notebook at smoke under nbval
-# Other targets: make env | unit | nbval | lock | bench | clean-env
+# Other targets: make env | unit | nbval | lint | readme | deps | lock | bench | clean-env
+#   make lint    ruff check (line length 120; CI runs it before the tests)
+#   make readme  regenerate README.md's results table from data/metrics/*.json (metrics["verdicts"])
+#   make deps    regenerate dvc.yaml's code deps from each stage's import closure
 PYTHON ?= python3.11
 VENV ?= .venv
 UV_VERSION ?= 0.13.9
@@ -13,7 +16,7 @@ FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--ex
 # Unit tests, then notebooks. pytest exits 5 when it collects nothing: that is a failure here.
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: env repro test unit nbval bench lock clean-env
+.PHONY: env repro test unit nbval lint readme deps bench lock clean-env
 
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -27,12 +30,22 @@ env: $(BIN)/.installed
 
 repro: env
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/python -m replicate.verdicts readme
 
 NBVAL := --nbval-lax --nbval-sanitize-with .nbval_sanitize.cfg
 
 # One pytest run, one closing summary line: unit tests and every notebook (smoke defaults) under nbval.
 test: env
 	$(PYTEST) $(NBVAL) tests notebooks
+
+lint: env
+	$(BIN)/ruff check .
+
+readme: env
+	$(BIN)/python -m replicate.verdicts readme
+
+deps: env
+	$(BIN)/python -m replicate.dvc_stages
 
 unit: env
 	$(PYTEST) tests
