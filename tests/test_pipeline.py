@@ -21,6 +21,10 @@ NOTEBOOK_CODE = [
         fig, ax = plotting.subplots()
         ax.plot(range(P.N))
         plotting.save_figure(fig, "toy_fig1")
+        from replicate import resumable
+        units = resumable.Units.from_env()
+        assert units.enabled, "the pipeline sets up a units store"
+        units.run("square", {"n": P.N}, lambda: P.N ** 2)
         assert P.N != 13, "unlucky N"
         write_metrics("toy", {"n": P.N}, run)
         """
@@ -53,6 +57,7 @@ def test_run_publishes_figure_metrics_and_report(toy_repo):
     assert meta["profile"] == "cpu" and meta["parameters"] == {"N": 5, "PROFILE": "cpu"}
     assert "git_commit" in meta and "device" in meta and meta["wall_time_s"] >= 0
     assert not (toy_repo / "reports" / ".staging" / "toy").exists()
+    assert not pipeline.units_directory(toy_repo, "toy", "cpu").exists()  # finished: units removed
 
 
 def test_failed_run_names_cell_and_publishes_nothing(toy_repo):
@@ -63,6 +68,8 @@ def test_failed_run_names_cell_and_publishes_nothing(toy_repo):
     assert not (toy_repo / "figures" / "toy_fig1.png").exists()  # figure was written before the failure
     assert not (toy_repo / "data" / "metrics" / "toy.json").exists()
     assert (toy_repo / "reports" / "toy.failed.ipynb").exists()
+    # the unit finished before the failure is kept for the next run
+    assert len(list(pipeline.units_directory(toy_repo, "toy", "full").glob("square-*.pkl"))) == 1
 
 
 def test_unknown_parameter_and_profile_are_rejected_before_running(toy_repo, capsys):

@@ -10,6 +10,11 @@ What a run does:
    notebook's metadata and moves, each with an atomic rename, the figures into ``figures/``, the
    metrics JSON into ``data/metrics/`` and the executed notebook into ``reports/<stem>.ipynb``.
 
+Long notebooks keep each finished unit of work (:mod:`replicate.resumable`) under
+``data/units/<stem>/<profile>/`` while they run, keyed by the unit's inputs and a fingerprint of the code the
+notebook imports; an interrupted run, started again, reuses them. The folder is removed once the notebook
+has succeeded.
+
 On failure nothing reaches those directories: the error names the failing cell, and the partly
 executed notebook is kept as ``reports/<stem>.failed.ipynb`` for inspection. So an interrupted or
 failed run never leaves a figure or metrics file that DVC would take as done.
@@ -26,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from replicate import io, outputs
+from replicate import dvc_stages, io, outputs, resumable
 from replicate.params import ParameterError, check_profile, load_params_file, notebook_params, repo_root
 
 
@@ -41,6 +46,11 @@ def _staging_dir(root: Path, stem: str) -> Path:
     (path / "figures").mkdir(parents=True)
     (path / "metrics").mkdir(parents=True)
     return path
+
+
+def units_directory(root: Path, stem: str, profile: str) -> Path:
+    """Where a pipeline run keeps its finished units of work until the notebook succeeds."""
+    return root / "data" / "units" / stem / profile
 
 
 def notebook_parameter_names(notebook: Path) -> set[str]:
@@ -110,10 +120,17 @@ def run_notebook(
 
     staging = _staging_dir(root, stem)
     staged_nb = staging / f"{stem}.ipynb"
-    env_before = {k: os.environ.get(k) for k in (outputs.FIGURES_ENV, outputs.METRICS_ENV, "REPLICATE_ROOT")}
+    units_dir = units_directory(root, stem, profile)
+    code = dvc_stages.stage_code_deps(root, f"python -m replicate.pipeline run {notebook}") or []
+    fingerprint = resumable.code_fingerprint([notebook, *(root / c for c in code)], root)
+    env_names = (outputs.FIGURES_ENV, outputs.METRICS_ENV, "REPLICATE_ROOT", resumable.UNITS_ENV,
+                 resumable.FINGERPRINT_ENV)
+    env_before = {k: os.environ.get(k) for k in env_names}
     os.environ[outputs.FIGURES_ENV] = str(staging / "figures")
     os.environ[outputs.METRICS_ENV] = str(staging / "metrics")
     os.environ["REPLICATE_ROOT"] = str(root)
+    os.environ[resumable.UNITS_ENV] = str(units_dir)
+    os.environ[resumable.FINGERPRINT_ENV] = fingerprint
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -168,6 +185,7 @@ def run_notebook(
     os.replace(staged_nb, report)
     published["notebook"] = report
     shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(units_dir, ignore_errors=True)  # finished: its units are no longer needed
     (root / "reports" / f"{stem}.failed.ipynb").unlink(missing_ok=True)
     return published
 
