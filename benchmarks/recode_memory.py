@@ -27,41 +27,41 @@ import jax.numpy as jnp
 import numpy as np
 
 from replicate import io
-from replicate.recode import memory as rm
+from replicate.recode import memory
 from replicate.recode.reference import ReferenceMemory
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def full_memory(cfg: rm.RecodeConfig, dim: int, seed: int):
+def full_memory(cfg: memory.RecodeConfig, dim: int, seed: int):
     """A memory in steady state: filled by streaming clustered embeddings through it."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(cfg.memory_size // 4, dim)).astype(np.float32)
     atoms = centres[rng.integers(0, len(centres), cfg.memory_size)] + 0.3 * rng.normal(size=(cfg.memory_size, dim)).astype(np.float32)
     counts = rng.exponential(5.0, size=cfg.memory_size).astype(np.float32)
-    st = rm.init(cfg, dim)._replace(atoms=jnp.asarray(atoms), counts=jnp.asarray(counts), filled=jnp.ones(cfg.memory_size, bool))
+    st = memory.init(cfg, dim)._replace(atoms=jnp.asarray(atoms), counts=jnp.asarray(counts), filled=jnp.ones(cfg.memory_size, bool))
     # a few real steps to set d_m^2 and mix
     for t in range(3):
         batch = centres[rng.integers(0, len(centres), 256)] + 0.3 * rng.normal(size=(256, dim)).astype(np.float32)
-        st, _ = rm.step(cfg, st, batch, jax.random.PRNGKey(t))
+        st, _ = memory.checked_step(cfg, st, batch, jax.random.PRNGKey(t))
     return st, centres, rng
 
 
 def bench(dim: int, batch: int, memory_size: int, reps: int, ref_slice: int) -> dict:
     import faiss
 
-    cfg = rm.RecodeConfig(memory_size=memory_size)
+    cfg = memory.RecodeConfig(memory_size=memory_size)
     st, centres, rng = full_memory(cfg, dim, seed=dim)
     e = centres[rng.integers(0, len(centres), batch)] + 0.3 * rng.normal(size=(batch, dim)).astype(np.float32)
     ej = jnp.asarray(e)
-    noise = rm.draw_noise(cfg, jax.random.PRNGKey(123), batch)
+    noise = memory.draw_noise(cfg, jax.random.PRNGKey(123), batch)
 
     def jax_step():
-        s, out = rm._step_jit(cfg, st, ej, noise)
+        s, out = memory.step(cfg, st, ej, noise)
         jax.block_until_ready((s, out))
 
     jax_step()  # compile
-    query = jax.jit(lambda s, x: rm._query(cfg, s, x))  # k-NN + pseudo-counts (rewards), no update
+    query = jax.jit(lambda s, x: memory.query(cfg, s, x))  # k-NN + pseudo-counts (rewards), no update
 
     def jax_query():
         jax.block_until_ready(query(st, ej))

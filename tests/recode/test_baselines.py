@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from replicate.recode import baselines as bl
+from replicate.recode import baselines
 from replicate.recode.streams import GridStream, discounted_counts
 
 
@@ -28,15 +28,15 @@ def _ngu_reference(episode, cfg):
 
 
 def test_episodic_memory_matches_written_out_ngu_and_resets():
-    cfg = bl.EpisodicConfig(capacity=64, k=3)
+    cfg = baselines.EpisodicConfig(capacity=64, k=3)
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(2, 30, 4)).astype(np.float32)  # two episodes, one actor... and a second actor
-    st = bl.init_episodic(cfg, 2, 4)
+    st = baselines.init_episodic(cfg, 2, 4)
     got = []
     for ep in range(2):
         for t in range(30):
             reset = np.array([t == 0, t == 0])
-            st, out = bl.episodic_step(cfg, st, np.stack([xs[ep, t], xs[ep, t]]), reset)
+            st, out = baselines.checked_episodic_step(cfg, st, np.stack([xs[ep, t], xs[ep, t]]), reset)
             got.append((float(out.reward[0]), float(out.count[0])))
     got = np.array(got)
     ref = _ngu_reference(xs[0], cfg)
@@ -46,36 +46,36 @@ def test_episodic_memory_matches_written_out_ngu_and_resets():
 
 
 def test_tabular_counts_equal_discounted_ground_truth():
-    cfg = bl.TabularConfig(n_states=10, gamma=0.9)
+    cfg = baselines.TabularConfig(n_states=10, gamma=0.9)
     ids = np.random.default_rng(1).integers(0, 10, size=(20, 7))
-    counts = bl.init_tabular(cfg)
+    counts = baselines.init_tabular(cfg)
     for row in ids:
-        counts, out = bl.tabular_step(cfg, counts, row)
+        counts, out = baselines.checked_tabular_step(cfg, counts, row)
     np.testing.assert_allclose(np.asarray(counts), discounted_counts(ids, 10, 0.9, per="embedding"), rtol=1e-5)
     with pytest.raises(ValueError, match="must lie in"):
-        bl.tabular_step(cfg, counts, np.array([3, 12]))
+        baselines.checked_tabular_step(cfg, counts, np.array([3, 12]))
 
 
 def test_rnd_error_shrinks_on_visited_inputs_more_than_on_novel_ones():
-    cfg = bl.RNDConfig(hidden=(64,), out_dim=16, learning_rate=1e-3)
-    st = bl.init_rnd(cfg, jax.random.PRNGKey(0), 4)
+    cfg = baselines.RNDConfig(hidden=(64,), out_dim=16, learning_rate=1e-3)
+    st = baselines.init_rnd(cfg, jax.random.PRNGKey(0), 4)
     rng = np.random.default_rng(2)
     seen = rng.normal(size=(256, 4)).astype(np.float32)
     novel = (rng.normal(size=(256, 4)) + 4.0).astype(np.float32)
-    st, first = bl.rnd_step(cfg, st, seen)
+    st, first = baselines.checked_rnd_step(cfg, st, seen)
     for _ in range(300):
-        st, out = bl.rnd_step(cfg, st, seen[rng.integers(0, 256, 64)])
-    r_seen = float(bl.rnd_reward(cfg, st, jnp.asarray(seen)).mean())
-    r_novel = float(bl.rnd_reward(cfg, st, jnp.asarray(novel)).mean())
+        st, out = baselines.checked_rnd_step(cfg, st, seen[rng.integers(0, 256, 64)])
+    r_seen = float(baselines.rnd_reward(cfg, st, jnp.asarray(seen)).mean())
+    r_novel = float(baselines.rnd_reward(cfg, st, jnp.asarray(novel)).mean())
     assert r_seen < 0.3 * float(first.reward.mean())
     assert r_novel > 3 * r_seen
     with pytest.raises(ValueError, match="NaN"):
-        bl.rnd_step(cfg, st, np.full((2, 4), np.nan, np.float32))
+        baselines.checked_rnd_step(cfg, st, np.full((2, 4), np.nan, np.float32))
 
 
 def test_running_mean_std_matches_numpy():
     x = np.random.default_rng(3).normal(2.0, 3.0, size=(1000,)).astype(np.float32)
-    rms = bl.RunningMeanStd.create()
+    rms = baselines.RunningMeanStd.create()
     for chunk in np.split(x, 10):
         rms = rms.update(chunk)
     assert float(rms.mean) == pytest.approx(x.mean(), rel=1e-3)
@@ -110,3 +110,39 @@ def test_stream_observations_do_not_depend_on_segmentation():
     np.testing.assert_array_equal(st.obs(100, 2000, 1), full[1, 100:2000])
     assert not np.array_equal(full[0], full[1])  # seeds draw different noise
     assert np.std(full - gs.cell_features()[st.cells][None]) == pytest.approx(0.1, rel=0.05)
+
+
+def test_pure_steps_trace_inside_scan_and_equal_the_checked_steps():
+    """episodic_step, tabular_step and rnd_step are the jit-able cores; checked_* validate then call them."""
+    rng = np.random.default_rng(4)
+    xs = rng.normal(size=(5, 2, 3)).astype(np.float32)
+    resets = np.array([[True, True], [False, False], [False, True], [False, False], [True, False]])
+    ecfg = baselines.EpisodicConfig(capacity=16, k=2)
+
+    @jax.jit
+    def episodic_scan(st):
+        return jax.lax.scan(lambda s, xr: baselines.episodic_step(ecfg, s, xr[0], xr[1]), st, (jnp.asarray(xs), jnp.asarray(resets)))
+
+    _, est_scan = episodic_scan(baselines.init_episodic(ecfg, 2, 3))
+    st = baselines.init_episodic(ecfg, 2, 3)
+    for t in range(5):
+        st, est = baselines.checked_episodic_step(ecfg, st, xs[t], resets[t])
+        np.testing.assert_array_equal(np.asarray(est.reward), np.asarray(est_scan.reward[t]))
+
+    tcfg = baselines.TabularConfig(n_states=6, gamma=0.9)
+    ids = rng.integers(0, 6, size=(4, 3)).astype(np.int32)
+    counts_scan, _ = jax.lax.scan(lambda c, i: baselines.tabular_step(tcfg, c, i), baselines.init_tabular(tcfg), jnp.asarray(ids))
+    counts = baselines.init_tabular(tcfg)
+    for row in ids:
+        counts, _ = baselines.checked_tabular_step(tcfg, counts, row)
+    np.testing.assert_array_equal(np.asarray(counts), np.asarray(counts_scan))
+
+    rcfg = baselines.RNDConfig(hidden=(8,), out_dim=4)
+    st0 = baselines.init_rnd(rcfg, jax.random.PRNGKey(0), 3)
+    st_scan, est_scan = jax.lax.scan(lambda s, x: baselines.rnd_step(rcfg, s, x), st0, jnp.asarray(xs))
+    st = st0
+    for t in range(5):
+        st, est = baselines.checked_rnd_step(rcfg, st, xs[t])
+    np.testing.assert_allclose(np.asarray(est.reward), np.asarray(est_scan.reward[-1]), rtol=1e-6)
+    with pytest.raises(ValueError, match="one per actor"):
+        baselines.checked_episodic_step(ecfg, baselines.init_episodic(ecfg, 2, 3), xs[0], np.array([True]))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from replicate.recode import memory as rm
+from replicate.recode import memory
 from replicate.recode.reference import ReferenceMemory
 
 
@@ -18,14 +18,14 @@ def _stream(T, d, seed):
 
 
 def _run_both(cfg, xs, seed=0):
-    st = rm.init(cfg, xs.shape[1])
+    st = memory.init(cfg, xs.shape[1])
     ref = ReferenceMemory(cfg, xs.shape[1])
     key = jax.random.PRNGKey(seed)
     outs = []
     for t in range(xs.shape[0]):
         key, sk = jax.random.split(key)
-        nz = rm.draw_noise(cfg, sk, 1)
-        st, out = rm.step(cfg, st, xs[t : t + 1], noise=nz)
+        nz = memory.draw_noise(cfg, sk, 1)
+        st, out = memory.checked_step(cfg, st, xs[t : t + 1], noise=nz)
         r, c, ins, slot = ref.step(xs[t].astype(np.float64), float(nz.u[0]), np.asarray(nz.g, np.float64))
         outs.append((float(out.reward[0]), r, float(out.count[0]), c, bool(out.inserted[0]), ins, int(out.slot[0]), slot))
     return st, ref, outs
@@ -33,7 +33,7 @@ def _run_both(cfg, xs, seed=0):
 
 @pytest.mark.parametrize("eviction", ["inverse_square", "inverse", "smallest", "uniform"])
 def test_batch_of_one_equals_reference(eviction):
-    cfg = rm.RecodeConfig(memory_size=24, k=4, kappa=0.5, tau=0.05, gamma=0.98, eta=0.8, eviction=eviction)
+    cfg = memory.RecodeConfig(memory_size=24, k=4, kappa=0.5, tau=0.05, gamma=0.98, eta=0.8, eviction=eviction)
     xs = _stream(260, 3, seed=1)
     st, ref, outs = _run_both(cfg, xs)
     o = np.array([x[:4] for x in outs])
@@ -55,37 +55,37 @@ def _count_mass_after(T, gamma):
 
 def test_total_count_mass_is_the_discounted_number_of_embeddings():
     """Every embedding adds 1 (merge or insertion), evictions hand their count over, then all decay."""
-    cfg = rm.RecodeConfig(memory_size=64, k=5, tau=0.02, gamma=0.995, eta=0.3)
+    cfg = memory.RecodeConfig(memory_size=64, k=5, tau=0.02, gamma=0.995, eta=0.3)
     xs = _stream(64 * 24, 4, seed=2).reshape(24, 64, 4)
-    st = rm.init(cfg, 4)
+    st = memory.init(cfg, 4)
     key = jax.random.PRNGKey(3)
     for t in range(xs.shape[0]):
         key, sk = jax.random.split(key)
-        st, out = rm.step(cfg, st, xs[t], sk)
+        st, out = memory.checked_step(cfg, st, xs[t], sk)
         assert int(out.dropped_insertions) == 0
     assert float(jnp.sum(st.counts)) == pytest.approx(_count_mass_after(64 * 24, 0.995), rel=1e-4)
     assert 10 < int(jnp.sum(st.filled)) <= 64
     assert float(jnp.min(st.counts)) >= 0.0
     # per-call discount: gamma once per batch of 64, then +64
-    cfg2 = rm.RecodeConfig(memory_size=64, k=5, tau=0.02, gamma=0.9, eta=0.3, discount_per="call")
-    st2 = rm.init(cfg2, 4)
+    cfg2 = memory.RecodeConfig(memory_size=64, k=5, tau=0.02, gamma=0.9, eta=0.3, discount_per="call")
+    st2 = memory.init(cfg2, 4)
     for t in range(10):
-        st2, _ = rm.step(cfg2, st2, xs[t], jax.random.PRNGKey(t))
+        st2, _ = memory.checked_step(cfg2, st2, xs[t], jax.random.PRNGKey(t))
     expected = sum(64 * 0.9**i for i in range(10))
     assert float(jnp.sum(st2.counts)) == pytest.approx(expected, rel=1e-4)
 
 
 def test_batched_memory_agrees_statistically_with_sequential_reference():
     """B = 32 embeddings per call vs. one at a time over a long drifting stream."""
-    cfg = rm.RecodeConfig(memory_size=48, k=5, kappa=0.5, tau=0.01, gamma=0.998, eta=0.2)
+    cfg = memory.RecodeConfig(memory_size=48, k=5, kappa=0.5, tau=0.01, gamma=0.998, eta=0.2)
     T = 32 * 60
     xs = _stream(T, 3, seed=4)
-    st = rm.init(cfg, 3)
+    st = memory.init(cfg, 3)
     key = jax.random.PRNGKey(5)
     rewards_b, ins_b = [], 0
     for t in range(0, T, 32):
         key, sk = jax.random.split(key)
-        st, out = rm.step(cfg, st, xs[t : t + 32], sk)
+        st, out = memory.checked_step(cfg, st, xs[t : t + 32], sk)
         rewards_b.append(np.asarray(out.reward))
         ins_b += int(out.inserted.sum())
     ref = ReferenceMemory(cfg, 3)
@@ -118,13 +118,13 @@ def test_cluster_counts_track_discounted_visits():
     centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], np.float32)
     probs = np.array([0.55, 0.25, 0.15, 0.05])
     T, B, gamma = 40, 50, 0.999
-    cfg = rm.RecodeConfig(memory_size=40, k=3, kappa=0.3, tau=0.05, gamma=gamma, eta=0.05)
-    st = rm.init(cfg, 2)
+    cfg = memory.RecodeConfig(memory_size=40, k=3, kappa=0.3, tau=0.05, gamma=gamma, eta=0.05)
+    st = memory.init(cfg, 2)
     true = np.zeros(4)
     for t in range(T):
         lab = rng.choice(4, size=B, p=probs)
         e = centres[lab] + rng.normal(size=(B, 2)).astype(np.float32) * 0.3
-        st, _ = rm.step(cfg, st, e, jax.random.PRNGKey(100 + t))
+        st, _ = memory.checked_step(cfg, st, e, jax.random.PRNGKey(100 + t))
         for l in lab:  # sequential discount, matching the per-embedding rule
             true = true * gamma
             true[l] += 1
@@ -136,41 +136,41 @@ def test_cluster_counts_track_discounted_visits():
 
 
 def test_simultaneous_new_points_create_one_atom_not_many():
-    cfg = rm.RecodeConfig(memory_size=16, k=2, eta=1.0, kappa=1.0, tau=0.1)
-    st = rm.init(cfg, 2)
-    st, _ = rm.step(cfg, st, np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32), jax.random.PRNGKey(0))
+    cfg = memory.RecodeConfig(memory_size=16, k=2, eta=1.0, kappa=1.0, tau=0.1)
+    st = memory.init(cfg, 2)
+    st, _ = memory.checked_step(cfg, st, np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32), jax.random.PRNGKey(0))
     far = np.array([[50.0, 50.0]], np.float32) + np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32) * 1e-3
-    st2, out = rm.step(cfg, st, far, jax.random.PRNGKey(1))
+    st2, out = memory.checked_step(cfg, st, far, jax.random.PRNGKey(1))
     assert int(out.inserted.sum()) == 1  # the other 7 merge into the atom created by the first
     assert int(jnp.sum(st2.filled)) == int(jnp.sum(st.filled)) + 1
 
 
 def test_eta_zero_never_inserts_after_the_first_atom_and_rewards_fall():
-    cfg = rm.RecodeConfig(memory_size=16, k=2, eta=0.0, tau=0.1, gamma=1.0, free_fill=False)
-    st = rm.init(cfg, 2)
+    cfg = memory.RecodeConfig(memory_size=16, k=2, eta=0.0, tau=0.1, gamma=1.0, free_fill=False)
+    st = memory.init(cfg, 2)
     xs = np.random.default_rng(1).normal(size=(20, 8, 2)).astype(np.float32)
     for t in range(20):
-        st, out = rm.step(cfg, st, xs[t], jax.random.PRNGKey(t))
+        st, out = memory.checked_step(cfg, st, xs[t], jax.random.PRNGKey(t))
     assert int(jnp.sum(st.filled)) == 1
     assert float(jnp.sum(st.counts)) == pytest.approx(160.0)
     # at the atom itself K = 1, so N = 1 + c and r = 1 / (sqrt(1 + c) + c0) (Eqs. 2-3)
     atom = np.asarray(st.atoms)[np.asarray(st.filled)]
-    r, n = rm.reward(cfg, st, atom)
+    r, n = memory.checked_reward(cfg, st, atom)
     assert float(n[0]) == pytest.approx(161.0, rel=1e-5)
     assert float(r[0]) == pytest.approx(1.0 / (np.sqrt(161.0) + cfg.c), rel=1e-5)
     # outside the d_m^2 ball the count is 0 and the reward is 1 / c
-    r_far, n_far = rm.reward(cfg, st, atom + 10.0 * np.sqrt(float(st.dm2)))
+    r_far, n_far = memory.checked_reward(cfg, st, atom + 10.0 * np.sqrt(float(st.dm2)))
     assert float(n_far[0]) == 0.0 and float(r_far[0]) == pytest.approx(1.0 / cfg.c)
 
 
 def test_run_stream_equals_a_python_loop_of_steps():
-    cfg = rm.RecodeConfig(memory_size=20, k=3, eta=0.3, tau=0.05)
+    cfg = memory.RecodeConfig(memory_size=20, k=3, eta=0.3, tau=0.05)
     xs = _stream(8 * 12, 3, seed=9).reshape(12, 8, 3)
     key = jax.random.PRNGKey(11)
-    st_scan, out_scan = rm.run_stream(cfg, rm.init(cfg, 3), xs, key)
-    st = rm.init(cfg, 3)
+    st_scan, out_scan = memory.checked_run_stream(cfg, memory.init(cfg, 3), xs, key)
+    st = memory.init(cfg, 3)
     for t, kk in enumerate(jax.random.split(key, 12)):
-        st, out = rm.step(cfg, st, xs[t], kk)
+        st, out = memory.checked_step(cfg, st, xs[t], kk)
     np.testing.assert_allclose(np.asarray(st.atoms), np.asarray(st_scan.atoms), atol=1e-5)
     np.testing.assert_allclose(np.asarray(out.reward), np.asarray(out_scan.reward[-1]), rtol=1e-5)
 
@@ -178,7 +178,7 @@ def test_run_stream_equals_a_python_loop_of_steps():
 def test_smallest_k_matches_top_k_on_wide_rows():
     rng = np.random.default_rng(0)
     d = jnp.asarray(rng.exponential(size=(7, 5000)).astype(np.float32)).at[:, 100:900].set(jnp.inf)
-    v, i = jax.jit(lambda x: rm.smallest_k(x, 10, block=64))(d)
+    v, i = jax.jit(lambda x: memory.smallest_k(x, 10, block=64))(d)
     neg, j = jax.lax.top_k(-d, 10)
     np.testing.assert_array_equal(np.asarray(i), np.asarray(j))
     np.testing.assert_array_equal(np.asarray(v), -np.asarray(neg))
@@ -190,34 +190,34 @@ def test_smallest_k_matches_top_k_on_wide_rows():
 )
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        rm.RecodeConfig(**kwargs)
+        memory.RecodeConfig(**kwargs)
 
 
 def test_bad_embeddings_fail_at_the_boundary():
-    cfg = rm.RecodeConfig(memory_size=16, k=2)
-    st = rm.init(cfg, 4)
+    cfg = memory.RecodeConfig(memory_size=16, k=2)
+    st = memory.init(cfg, 4)
     key = jax.random.PRNGKey(0)
     with pytest.raises(ValueError, match="size 3 but the memory holds embeddings of size 4"):
-        rm.step(cfg, st, np.zeros((2, 3), np.float32), key)
+        memory.checked_step(cfg, st, np.zeros((2, 3), np.float32), key)
     with pytest.raises(ValueError, match="dtype int"):
-        rm.step(cfg, st, np.zeros((2, 4), np.int32), key)
+        memory.checked_step(cfg, st, np.zeros((2, 4), np.int32), key)
     bad = np.zeros((3, 4), np.float32)
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match="1 of 3 rows contain NaN"):
-        rm.reward(cfg, st, bad)
+        memory.checked_reward(cfg, st, bad)
     with pytest.raises(ValueError, match=r"expected \(batch, 4\)"):
-        rm.step(cfg, st, np.zeros(4, np.float32), key)
+        memory.checked_step(cfg, st, np.zeros(4, np.float32), key)
     with pytest.raises(ValueError, match="PRNG key"):
-        rm.step(cfg, st, np.zeros((1, 4), np.float32), 3)
+        memory.checked_step(cfg, st, np.zeros((1, 4), np.float32), 3)
     with pytest.raises(ValueError, match="dim"):
-        rm.init(cfg, 0)
+        memory.init(cfg, 0)
 
 
 @pytest.mark.parametrize("dm2", [0.5, 50.0])  # small ball: block path; huge ball: exact fallback
 def test_blocked_query_equals_dense_sum_over_all_atoms(dm2):
-    cfg = rm.RecodeConfig(memory_size=4096, k=3)
+    cfg = memory.RecodeConfig(memory_size=4096, k=3)
     rng = np.random.default_rng(0)
-    st = rm.init(cfg, 4)._replace(
+    st = memory.init(cfg, 4)._replace(
         atoms=jnp.asarray(rng.normal(size=(4096, 4)).astype(np.float32)),
         counts=jnp.asarray(rng.exponential(size=4096).astype(np.float32)),
         filled=jnp.asarray(rng.random(4096) < 0.9),
@@ -225,7 +225,7 @@ def test_blocked_query_equals_dense_sum_over_all_atoms(dm2):
         dm2_ready=jnp.bool_(True),
     )
     e = jnp.asarray(rng.normal(size=(16, 4)).astype(np.float32))
-    knn_d2, knn_idx, count = jax.jit(lambda s, x: rm._query(cfg, s, x))(st, e)
+    knn_d2, knn_idx, count = jax.jit(lambda s, x: memory.query(cfg, s, x))(st, e)
     d2 = np.where(np.asarray(st.filled)[None], ((np.asarray(e)[:, None, :] - np.asarray(st.atoms)[None]) ** 2).sum(-1), np.inf)
     k = cfg.epsilon / (cfg.epsilon + d2 / dm2) * (d2 < dm2)
     np.testing.assert_allclose(np.asarray(count), (k * (1 + np.asarray(st.counts))[None]).sum(1), rtol=1e-3, atol=1e-6)
@@ -234,22 +234,22 @@ def test_blocked_query_equals_dense_sum_over_all_atoms(dm2):
 
 def test_count_mass_with_a_discount_too_strong_for_lazy_scaling():
     """gamma^-B underflows for gamma = 0.5, B = 128: the explicit per-embedding discount is used."""
-    cfg = rm.RecodeConfig(memory_size=32, k=3, gamma=0.5, eta=0.3)
-    st = rm.init(cfg, 3)
+    cfg = memory.RecodeConfig(memory_size=32, k=3, gamma=0.5, eta=0.3)
+    st = memory.init(cfg, 3)
     xs = _stream(128 * 3, 3, seed=12).reshape(3, 128, 3)
     for t in range(3):
-        st, _ = rm.step(cfg, st, xs[t], jax.random.PRNGKey(t))
+        st, _ = memory.checked_step(cfg, st, xs[t], jax.random.PRNGKey(t))
     assert float(jnp.sum(st.counts)) == pytest.approx(_count_mass_after(384, 0.5), rel=1e-4)
 
 
 def test_large_memory_paths_equal_reference():
     """M = 4096 takes the chunked k-NN / kernel / evictee-neighbour paths; B = 1 must still equal Alg. 1."""
     M, d = 4096, 6
-    cfg = rm.RecodeConfig(memory_size=M, k=4, kappa=0.3, tau=0.05, gamma=0.99, eta=0.7)
+    cfg = memory.RecodeConfig(memory_size=M, k=4, kappa=0.3, tau=0.05, gamma=0.99, eta=0.7)
     rng = np.random.default_rng(5)
     atoms = rng.normal(size=(M, d)).astype(np.float32)
     counts = rng.exponential(2.0, size=M).astype(np.float32)
-    st = rm.init(cfg, d)._replace(atoms=jnp.asarray(atoms), counts=jnp.asarray(counts), filled=jnp.ones(M, bool),
+    st = memory.init(cfg, d)._replace(atoms=jnp.asarray(atoms), counts=jnp.asarray(counts), filled=jnp.ones(M, bool),
                                   dm2=jnp.float32(1.0), dm2_ready=jnp.bool_(True))
     ref = ReferenceMemory(cfg, d)
     ref.atoms[:], ref.counts[:], ref.filled[:] = atoms, counts, True
@@ -259,8 +259,8 @@ def test_large_memory_paths_equal_reference():
     for t in range(40):
         e = (rng.normal(size=(1, d)) * 1.5).astype(np.float32)
         key, sk = jax.random.split(key)
-        nz = rm.draw_noise(cfg, sk, 1)
-        st, out = rm.step(cfg, st, e, noise=nz)
+        nz = memory.draw_noise(cfg, sk, 1)
+        st, out = memory.checked_step(cfg, st, e, noise=nz)
         r, c, ins, slot = ref.step(e[0].astype(np.float64), float(nz.u[0]), np.asarray(nz.g, np.float64))
         assert (bool(out.inserted[0]), int(out.slot[0])) == (ins, slot)
         assert float(out.count[0]) == pytest.approx(c, rel=1e-3, abs=1e-5)
@@ -268,3 +268,48 @@ def test_large_memory_paths_equal_reference():
     assert n_ins > 10
     np.testing.assert_allclose(np.asarray(st.counts), ref.counts, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(np.asarray(st.atoms), ref.atoms, atol=1e-4)
+
+
+def test_pure_step_runs_inside_jit_and_scan_and_equals_the_checked_step():
+    """The public core takes arrays and noise and has no Python-side checks, so it traces."""
+    cfg = memory.RecodeConfig(memory_size=20, k=3, eta=0.3, tau=0.05)
+    xs = jnp.asarray(_stream(8 * 6, 3, seed=4).reshape(6, 8, 3))
+    noises = [memory.draw_noise(cfg, k, 8) for k in jax.random.split(jax.random.PRNGKey(5), 6)]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *noises)
+
+    @jax.jit
+    def scan(st):
+        return jax.lax.scan(lambda s, xn: memory.step(cfg, s, xn[0], xn[1]), st, (xs, stacked))
+
+    st_scan, out_scan = scan(memory.init(cfg, 3))
+    st = memory.init(cfg, 3)
+    for t in range(6):
+        st, out = memory.checked_step(cfg, st, np.asarray(xs[t]), noise=noises[t])
+    np.testing.assert_array_equal(np.asarray(st.atoms), np.asarray(st_scan.atoms))
+    np.testing.assert_array_equal(np.asarray(out.reward), np.asarray(out_scan.reward[-1]))
+    upd = jax.jit(lambda s: memory.update(cfg, s, xs[0], noises[0]))(memory.init(cfg, 3))
+    np.testing.assert_array_equal(np.asarray(upd.atoms), np.asarray(memory.checked_update(cfg, memory.init(cfg, 3), xs[0], noise=noises[0]).atoms))
+    r, n = jax.jit(lambda s, e: memory.reward(cfg, s, e))(st, xs[0])
+    r2, n2 = memory.checked_reward(cfg, st, np.asarray(xs[0]))
+    np.testing.assert_array_equal(np.asarray(r), np.asarray(r2))
+
+
+def test_checked_step_rejects_mismatched_noise_and_missing_key():
+    cfg = memory.RecodeConfig(memory_size=16, k=2)
+    st = memory.init(cfg, 4)
+    x = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match="noise shapes"):
+        memory.checked_step(cfg, st, x, noise=memory.draw_noise(cfg, jax.random.PRNGKey(0), 3))
+    with pytest.raises(ValueError, match="PRNG key"):
+        memory.checked_step(cfg, st, x)
+    with pytest.raises(ValueError, match="PRNG key"):
+        memory.check_key(np.zeros(3))
+    with pytest.raises(ValueError, match=r"expected \(T, batch, dim\)"):
+        memory.checked_run_stream(cfg, st, x, jax.random.PRNGKey(0))
+
+
+def test_sqdist_matches_numpy():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(7, 3)).astype(np.float32)
+    want = ((x[:, None, :].astype(np.float64) - y[None].astype(np.float64)) ** 2).sum(-1)
+    np.testing.assert_allclose(np.asarray(memory.sqdist(jnp.asarray(x), jnp.asarray(y))), want, rtol=1e-5, atol=1e-5)

@@ -146,7 +146,7 @@ def test_casm_loss_ignores_actions_across_episode_ends():
     act = jnp.asarray(rng.integers(0, 3, (4, 6)))
     masks = R.sample_masks(cfg, jax.random.PRNGKey(2), 4)
     valid = jnp.asarray(rng.random((4, 6)) < 0.6)
-    casm_loss = jax.jit(R._casm_loss, static_argnums=0)
+    casm_loss = jax.jit(R.casm_loss, static_argnums=0)
     loss, _ = casm_loss(cfg, st.params, obs, act, masks, valid)
     logits = np.asarray(R.casm_logits(cfg, st.params, obs, act, masks), np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))

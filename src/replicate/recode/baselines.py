@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from replicate.recode.memory import _sqdist, check_embeddings, smallest_k
+from replicate.recode import memory
 
 
 class Estimate(NamedTuple):
@@ -117,9 +117,9 @@ def _episodic_one(cfg: EpisodicConfig, mem, size, pos, dm2, n, e, reset):
     size = jnp.where(reset, 0, size)
     pos = jnp.where(reset, 0, pos)
     L = mem.shape[0]
-    d2 = _sqdist(e[None], mem)[0]
+    d2 = memory.sqdist(e[None], mem)[0]
     d2 = jnp.where(jnp.arange(L) < size, d2, jnp.inf)
-    kd, _ = smallest_k(d2[None], cfg.k)
+    kd, _ = memory.smallest_k(d2[None], cfg.k)
     kd = kd[0]
     valid = jnp.isfinite(kd)
     nv = jnp.sum(valid)
@@ -137,28 +137,24 @@ def _episodic_one(cfg: EpisodicConfig, mem, size, pos, dm2, n, e, reset):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _episodic_step_jit(cfg, state, e, reset):
+def episodic_step(cfg: EpisodicConfig, state: EpisodicState, e: jax.Array, reset: jax.Array) -> tuple[EpisodicState, Estimate]:
+    """One step of every actor: ``e`` (A, d) float32; ``reset`` (A,) bool marks an episode's first step.
+
+    Pure and jitted (``cfg`` static); :func:`checked_episodic_step` validates first."""
     f = jax.vmap(functools.partial(_episodic_one, cfg))
     mem, size, pos, dm2, n, r, ksum = f(state.memory, state.size, state.pos, state.dm2, state.n, e, reset)
     return EpisodicState(mem, size, pos, dm2, n), Estimate(r, ksum)
 
 
-def episodic_step(cfg: EpisodicConfig, state: EpisodicState, embeddings, reset) -> tuple[EpisodicState, Estimate]:
-    """One step of every actor: ``embeddings`` (A, d); ``reset`` (A,) bool marks an episode's first step."""
-    e = check_embeddings(_AsMemory(state.memory.shape[2]), embeddings)
+def checked_episodic_step(cfg: EpisodicConfig, state: EpisodicState, embeddings, reset) -> tuple[EpisodicState, Estimate]:
+    """:func:`episodic_step` after validating ``embeddings`` (A, d) and ``reset`` (A,)."""
+    e = memory.check_batch(embeddings, state.memory.shape[2])
     if e.shape[0] != state.memory.shape[0]:
         raise ValueError(f"embeddings have {e.shape[0]} rows but the episodic memory has {state.memory.shape[0]} actors")
     reset = jnp.asarray(reset, bool).reshape(-1)
     if reset.shape[0] != e.shape[0]:
         raise ValueError(f"reset has {reset.shape[0]} entries; expected one per actor ({e.shape[0]})")
-    return _episodic_step_jit(cfg, state, e, reset)
-
-
-class _AsMemory:
-    """Adapter so check_embeddings can read the embedding size."""
-
-    def __init__(self, dim: int) -> None:
-        self.atoms = np.zeros((0, dim), np.float32)
+    return episodic_step(cfg, state, e, reset)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,7 +173,9 @@ def init_tabular(cfg: TabularConfig) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _tabular_step_jit(cfg, counts, ids):
+def tabular_step(cfg: TabularConfig, counts: jax.Array, ids: jax.Array) -> tuple[jax.Array, Estimate]:
+    """Rewards of the (B,) int32 state ids from the counts before the batch, then the discounted count
+    update; pure and jitted (``cfg`` static). :func:`checked_tabular_step` validates the ids first."""
     n = counts[ids]
     r = 1.0 / (jnp.sqrt(n) + cfg.c)
     B = ids.shape[0]
@@ -186,13 +184,14 @@ def _tabular_step_jit(cfg, counts, ids):
     return counts.at[ids].add(w), Estimate(r, n)
 
 
-def tabular_step(cfg: TabularConfig, counts: jax.Array, state_ids) -> tuple[jax.Array, Estimate]:
+def checked_tabular_step(cfg: TabularConfig, counts: jax.Array, state_ids) -> tuple[jax.Array, Estimate]:
+    """:func:`tabular_step` after checking that ``state_ids`` are 1-D integers in ``[0, n_states)``."""
     ids = np.asarray(state_ids)
     if not np.issubdtype(ids.dtype, np.integer) or ids.ndim != 1:
         raise ValueError(f"state ids must be a 1-D integer array, got {ids.dtype} {ids.shape}")
     if ids.size and (ids.min() < 0 or ids.max() >= cfg.n_states):
         raise ValueError(f"state ids must lie in [0, {cfg.n_states}); got [{ids.min()}, {ids.max()}]")
-    return _tabular_step_jit(cfg, counts, jnp.asarray(ids, jnp.int32))
+    return tabular_step(cfg, counts, jnp.asarray(ids, jnp.int32))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,7 +242,10 @@ def init_rnd(cfg: RNDConfig, key: jax.Array, dim: int) -> RNDState:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _rnd_step_jit(cfg, state, x):
+def rnd_step(cfg: RNDConfig, state: RNDState, x: jax.Array) -> tuple[RNDState, Estimate]:
+    """Rewards (prediction errors before the update) for a (B, d) float32 batch, then one Adam step.
+
+    Pure and jitted (``cfg`` static); :func:`checked_rnd_step` validates first."""
     target, pred = _rnd_nets(cfg)
     obs_rms = state.obs_rms.update(x)
     xn = jnp.clip((x - obs_rms.mean) / obs_rms.std(), -cfg.obs_clip, cfg.obs_clip)
@@ -261,11 +263,9 @@ def _rnd_step_jit(cfg, state, x):
     return RNDState(state.target_params, params, opt_state, obs_rms), Estimate(err, count)
 
 
-def rnd_step(cfg: RNDConfig, state: RNDState, x) -> tuple[RNDState, Estimate]:
-    """Rewards (prediction errors before the update) for a (B, d) batch, then one Adam step."""
-    dim = state.obs_rms.mean.shape[0]
-    e = check_embeddings(_AsMemory(dim), x, name="observations")
-    return _rnd_step_jit(cfg, state, e)
+def checked_rnd_step(cfg: RNDConfig, state: RNDState, x) -> tuple[RNDState, Estimate]:
+    """:func:`rnd_step` after validating the (B, d) observations."""
+    return rnd_step(cfg, state, memory.check_batch(x, state.obs_rms.mean.shape[0], name="observations"))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -281,9 +281,9 @@ def episodic_query(cfg: EpisodicConfig, state: EpisodicState, actor: int, probes
     """NGU kernel sums (the episodic 'count') of probe embeddings against one actor's current
     episode memory, with its current d_m^2; no update."""
     mem, size, dm2 = state.memory[actor], state.size[actor], state.dm2[actor]
-    d2 = _sqdist(probes, mem)
+    d2 = memory.sqdist(probes, mem)
     d2 = jnp.where(jnp.arange(mem.shape[0])[None] < size, d2, jnp.inf)
-    kd, _ = smallest_k(d2, cfg.k)
+    kd, _ = memory.smallest_k(d2, cfg.k)
     valid = jnp.isfinite(kd)
     dn = jnp.maximum(kd / jnp.where(dm2 > 0, dm2, 1.0) - cfg.cluster_distance, 0.0)
     return jnp.sum(jnp.where(valid, cfg.epsilon / (dn + cfg.epsilon), 0.0), axis=1)
@@ -292,4 +292,4 @@ def episodic_query(cfg: EpisodicConfig, state: EpisodicState, actor: int, probes
 @functools.partial(jax.jit, static_argnums=0)
 def rnd_run(cfg: RNDConfig, state: RNDState, stream: jax.Array) -> RNDState:
     """Train RND on a (T, B, d) stream, one Adam step per (B, d) batch, in one ``lax.scan``."""
-    return jax.lax.scan(lambda s, x: (_rnd_step_jit(cfg, s, x)[0], None), state, stream)[0]
+    return jax.lax.scan(lambda s, x: (rnd_step(cfg, s, x)[0], None), state, stream)[0]

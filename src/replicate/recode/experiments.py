@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import spearmanr
 
-from replicate.recode import baselines as bl
-from replicate.recode import memory as rm
+from replicate.recode import baselines
+from replicate.recode import memory
 from replicate.recode.streams import GridStream
 
 
@@ -87,23 +87,23 @@ def checkpoints(n_calls: int, n_points: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(n_calls / n_points, n_calls, n_points)})
 
 
-def run_recode(cfg: rm.RecodeConfig, stream: Stream, points: Sequence[int], key: jax.Array):
+def run_recode(cfg: memory.RecodeConfig, stream: Stream, points: Sequence[int], key: jax.Array):
     """RECODE over the stream for every seed (vmap). Returns, at every point, each cell's pseudo-count
     N (Alg. 1 l.1; the count the reward uses) and the count of the cell's nearest atom, both
     (S, P, n_cells), and the final states."""
     S = stream.shape[0]
     feats = jnp.asarray(stream.gs.cell_features())
-    state0 = rm.init(cfg, stream.shape[-1])
+    state0 = memory.init(cfg, stream.shape[-1])
     keys = jax.random.split(key, S)
 
     @jax.jit
     def segment(states, xs, ks):
-        return jax.vmap(lambda st, x, k: rm._run_stream_jit(cfg, st, x, k)[0])(states, xs, ks)
+        return jax.vmap(lambda st, x, k: memory.run_stream(cfg, st, x, k)[0])(states, xs, ks)
 
     @jax.jit
     def query(states):
         def one(st):
-            knn_d2, knn_idx, count = rm._query(cfg, st, feats)
+            knn_d2, knn_idx, count = memory.query(cfg, st, feats)
             return count, st.counts[knn_idx[:, 0]]
 
         return jax.vmap(one)(states)
@@ -121,7 +121,7 @@ def run_recode(cfg: rm.RecodeConfig, stream: Stream, points: Sequence[int], key:
     return np.stack(counts, 1), np.stack(nearest, 1), states
 
 
-def run_episodic(cfg: bl.EpisodicConfig, stream: Stream, points: Sequence[int]):
+def run_episodic(cfg: baselines.EpisodicConfig, stream: Stream, points: Sequence[int]):
     """NGU episodic memory per actor; at each point the kernel sums of all cells against actor 0's
     current episode memory. Returns (S, P, n_cells)."""
     S, T, A, d = stream.shape
@@ -131,31 +131,31 @@ def run_episodic(cfg: bl.EpisodicConfig, stream: Stream, points: Sequence[int]):
     def segment(state, xs, resets):
         def body(s, inp):
             x, r = inp
-            return bl._episodic_step_jit(cfg, s, x, r)[0], None
+            return baselines.episodic_step(cfg, s, x, r)[0], None
 
         return jax.lax.scan(body, state, (xs, resets))[0]
 
     out = []
     for s in range(S):
-        state, prev, counts = bl.init_episodic(cfg, A, d), 0, []
+        state, prev, counts = baselines.init_episodic(cfg, A, d), 0, []
         for p in points:
             state = segment(state, jnp.asarray(stream.obs(prev, p, s)), jnp.asarray(stream.first[prev:p]))
-            counts.append(np.asarray(bl.episodic_query(cfg, state, 0, feats)))
+            counts.append(np.asarray(baselines.episodic_query(cfg, state, 0, feats)))
             prev = p
         out.append(np.stack(counts))
     return np.stack(out)
 
 
-def run_rnd(cfg: bl.RNDConfig, stream: Stream, points: Sequence[int], key: jax.Array):
+def run_rnd(cfg: baselines.RNDConfig, stream: Stream, points: Sequence[int], key: jax.Array):
     """RND trained on the stream; count proxy 1 / error at every cell. Returns (S, P, n_cells)."""
     S, T, A, d = stream.shape
     feats = jnp.asarray(stream.gs.cell_features())
     out = []
     for s in range(S):
-        state, prev, counts = bl.init_rnd(cfg, jax.random.fold_in(key, s), d), 0, []
+        state, prev, counts = baselines.init_rnd(cfg, jax.random.fold_in(key, s), d), 0, []
         for p in points:
-            state = bl.rnd_run(cfg, state, jnp.asarray(stream.obs(prev, p, s)))
-            counts.append(1.0 / np.maximum(np.asarray(bl.rnd_reward(cfg, state, feats)), 1e-12))
+            state = baselines.rnd_run(cfg, state, jnp.asarray(stream.obs(prev, p, s)))
+            counts.append(1.0 / np.maximum(np.asarray(baselines.rnd_reward(cfg, state, feats)), 1e-12))
             prev = p
         out.append(np.stack(counts))
     return np.stack(out)

@@ -205,7 +205,11 @@ def draw_noise(cfg: RecodeConfig, key: jax.Array, batch: int) -> Noise:
 
 def check_embeddings(state: RecodeState, embeddings, *, name: str = "embeddings") -> jax.Array:
     """Validate a (B, d) batch of embeddings against the memory; return it as float32."""
-    dim = state.atoms.shape[1]
+    return check_batch(embeddings, state.atoms.shape[1], name=name)
+
+
+def check_batch(embeddings, dim: int, *, name: str = "embeddings") -> jax.Array:
+    """Validate a (B, dim) batch of finite floating-point vectors; return it as float32 (outside jit)."""
     dtype = getattr(embeddings, "dtype", None)
     if dtype is None:
         embeddings = np.asarray(embeddings)
@@ -226,16 +230,17 @@ def check_embeddings(state: RecodeState, embeddings, *, name: str = "embeddings"
     return arr
 
 
-def _check_key(key) -> None:
+def check_key(key) -> None:
+    """Raise a clear error unless ``key`` is a JAX PRNG key (legacy (2,) uint32 or typed)."""
     if not (hasattr(key, "shape") and (key.shape == (2,) or jnp.issubdtype(key.dtype, jax.dtypes.prng_key))):
         raise ValueError(f"key must be a JAX PRNG key (replicate.rng.key(seed)), got {type(key).__name__} {getattr(key, 'shape', '')}")
 
 
 # ----------------------------------------------------------------------------------------------
-# Core (jitted)
+# Core (pure, jit-able)
 
 
-def _sqdist(x: jax.Array, y: jax.Array) -> jax.Array:
+def sqdist(x: jax.Array, y: jax.Array) -> jax.Array:
     """Squared Euclidean distances (n, m) via the Gram expansion, clamped at 0."""
     xx = jnp.sum(x * x, axis=1, keepdims=True)
     yy = jnp.sum(y * y, axis=1)[None, :]
@@ -343,8 +348,10 @@ def _eviction_scores(cfg: RecodeConfig, counts: jax.Array, filled: jax.Array, g:
     return jnp.where(filled, s, empty)
 
 
-def _query(cfg: RecodeConfig, state: RecodeState, e: jax.Array, block: int = 128):
-    """Pseudo-counts (Alg. 1 l.1, Eq. 3) and the k nearest atoms (l.3) of every embedding.
+def query(cfg: RecodeConfig, state: RecodeState, e: jax.Array, block: int = 128):
+    """Pure, jit-able (with ``cfg`` and ``block`` static). Returns ``(knn_d2, knn_idx, count)``.
+
+    Pseudo-counts (Alg. 1 l.1, Eq. 3) and the k nearest atoms (l.3) of every embedding.
 
     One pass over the memory: squared distances (Gram expansion; empty slots at +inf), then
     per-block minima (see :func:`smallest_k`). The kernel is non-zero only inside the d_m^2 ball,
@@ -389,13 +396,23 @@ def _query(cfg: RecodeConfig, state: RecodeState, e: jax.Array, block: int = 128
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _reward_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array):
-    _, _, count = _query(cfg, state, e)
+def reward(cfg: RecodeConfig, state: RecodeState, e: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Intrinsic rewards (Eq. 2) and pseudo-counts (Alg. 1 l.1) of a (B, d) float32 batch; no update.
+
+    Pure and jitted (``cfg`` static); no validation (:func:`checked_reward` validates first)."""
+    _, _, count = query(cfg, state, e)
     return _reward(cfg, count), count
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise):
+def step(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise) -> tuple[RecodeState, StepOutput]:
+    """One call of the memory: rewards from the current memory, then the update with every embedding.
+
+    ``e``: (B, d) float32 embeddings (B actors, or B consecutive steps of one actor); ``noise``: the
+    random draws of this call (:func:`draw_noise`). Pure and jitted (``cfg`` static), so it can run
+    inside ``jit``/``lax.scan``; no validation (:func:`checked_step` validates, then calls it).
+    Returns the new state and a :class:`StepOutput` (rewards and pseudo-counts are pre-update).
+    """
     B = e.shape[0]
     M = cfg.memory_size
     k = min(cfg.k, M)
@@ -404,12 +421,12 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
     gamma = jnp.float32(cfg.gamma)
 
     # ---- pre-batch snapshot: rewards, k-NN, eviction ranking (Alg. 1 l.1-3, l.10)
-    knn_d2, knn_idx, count = _query(cfg, state, e)  # (B, k) ascending; inf where fewer than k atoms
+    knn_d2, knn_idx, count = query(cfg, state, e)  # (B, k) ascending; inf where fewer than k atoms
     reward = _reward(cfg, count)
     scores = _eviction_scores(cfg, state.counts * gamma, state.filled, noise.g)
     _, ranked = jax.lax.top_k(scores, R)  # evictee of the m-th insertion of this batch
     ranked = ranked.astype(jnp.int32)
-    intra = _sqdist(e, e)  # (B, B) distances between embeddings of the batch
+    intra = sqdist(e, e)  # (B, B) distances between embeddings of the batch
     b_idx = jnp.arange(B)
 
     # ---- pass 1: decisions (d_m^2 recursion, nearest atom, insertion test), sequential over b
@@ -465,7 +482,7 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
             neg, ci = jax.lax.top_k(-cand, kr)
             val_r, idx_r = jnp.maximum(-neg, 0.0), jnp.take_along_axis(cidx, ci, axis=1).astype(jnp.int32)
         else:
-            dd = _sqdist(state.atoms[rows], state.atoms)
+            dd = sqdist(state.atoms[rows], state.atoms)
             dd = jnp.where(state.filled[None, :], dd, jnp.inf)
             dd = dd.at[jnp.arange(n_rows), rows].set(jnp.inf)
             val_r, idx_r = smallest_k(dd, kr)
@@ -477,7 +494,7 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
     which = jnp.searchsorted(jnp.asarray(sizes), n_ins, side="left")
     which = jnp.minimum(which, len(sizes) - 1)
     nbr_d2, nbr_idx = jax.lax.switch(which, branches)
-    ev_to_batch = _sqdist(state.atoms[ranked], e)  # (R, B): evictee f_j to embeddings (new atoms)
+    ev_to_batch = sqdist(state.atoms[ranked], e)  # (R, B): evictee f_j to embeddings (new atoms)
 
     # ---- pass 2: apply the updates in batch order (Alg. 1 l.5, l.10-16)
     # Per-embedding discount (l.5) without touching all M counts B times: counts are held in units
@@ -530,57 +547,66 @@ def _step_jit(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise)
 
 
 # ----------------------------------------------------------------------------------------------
-# Public API
+# Pure API (jit-able) beside :func:`step` and :func:`reward`
 
 
-def reward(cfg: RecodeConfig, state: RecodeState, embeddings) -> tuple[jax.Array, jax.Array]:
-    """Intrinsic rewards (Eq. 2) and pseudo-counts (Alg. 1 l.1) of a (B, d) batch; no update."""
-    e = check_embeddings(state, embeddings)
-    return _reward_jit(cfg, state, e)
-
-
-def step(cfg: RecodeConfig, state: RecodeState, embeddings, key=None, *, noise: Noise | None = None) -> tuple[RecodeState, StepOutput]:
-    """One call of the memory: rewards from the current memory, then the update with every embedding.
-
-    ``embeddings``: (B, d) floating array (B actors, or B consecutive steps of one actor).
-    ``key``: JAX PRNG key (or pass ``noise`` from :func:`draw_noise` to fix the draws).
-    Returns the new state and a :class:`StepOutput` (rewards and pseudo-counts are pre-update).
-    """
-    e = check_embeddings(state, embeddings)
-    if noise is None:
-        if key is None:
-            raise ValueError("step needs a PRNG key (replicate.rng.key(seed)) or explicit noise")
-        _check_key(key)
-        noise = draw_noise(cfg, key, e.shape[0])
-    elif noise.u.shape != (e.shape[0],) or noise.g.shape != (cfg.memory_size,):
-        raise ValueError(f"noise shapes u{noise.u.shape}, g{noise.g.shape} do not match batch {e.shape[0]} and memory {cfg.memory_size}")
-    return _step_jit(cfg, state, e, noise)
-
-
-def update(cfg: RecodeConfig, state: RecodeState, embeddings, key=None, *, noise: Noise | None = None) -> RecodeState:
-    """The memory update of Algorithm 1 l.3-17 alone (same as :func:`step`, dropping the outputs)."""
-    return step(cfg, state, embeddings, key, noise=noise)[0]
-
-
-def run_stream(cfg: RecodeConfig, state: RecodeState, stream, key: jax.Array) -> tuple[RecodeState, StepOutput]:
-    """Feed a (T, B, d) stream through :func:`step` with one ``lax.scan`` (fast for long streams)."""
-    _check_key(key)
-    stream = jnp.asarray(stream)
-    if stream.ndim != 3:
-        raise ValueError(f"stream has shape {stream.shape}; expected (T, batch, dim)")
-    check_embeddings(state, stream.reshape(-1, stream.shape[-1]), name="stream")
-    return _run_stream_jit(cfg, state, stream.astype(jnp.float32), key)
+def update(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise) -> RecodeState:
+    """The memory update of Algorithm 1 l.3-17 alone (:func:`step`, dropping the outputs); pure."""
+    return step(cfg, state, e, noise)[0]
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _run_stream_jit(cfg, state, stream, key):
+def run_stream(cfg: RecodeConfig, state: RecodeState, stream: jax.Array, key: jax.Array) -> tuple[RecodeState, StepOutput]:
+    """Feed a (T, B, d) float32 stream through :func:`step` with one ``lax.scan``; pure and jitted.
+
+    Call ``t`` draws its noise from the ``t``-th of ``jax.random.split(key, T)``."""
     keys = jax.random.split(key, stream.shape[0])
 
     def body(s, xs):
         e, kk = xs
-        return _step_jit(cfg, s, e, draw_noise(cfg, kk, e.shape[0]))
+        return step(cfg, s, e, draw_noise(cfg, kk, e.shape[0]))
 
     return jax.lax.scan(body, state, (stream, keys))
+
+
+# ----------------------------------------------------------------------------------------------
+# Boundary API (outside jit): validate the inputs, then call the pure function.
+
+
+def checked_reward(cfg: RecodeConfig, state: RecodeState, embeddings) -> tuple[jax.Array, jax.Array]:
+    """:func:`reward` after :func:`check_embeddings` (any (B, d) floating array-like)."""
+    return reward(cfg, state, check_embeddings(state, embeddings))
+
+
+def checked_step(cfg: RecodeConfig, state: RecodeState, embeddings, key=None, *,
+                 noise: Noise | None = None) -> tuple[RecodeState, StepOutput]:
+    """:func:`step` after validating ``embeddings`` (B, d) and either ``key`` (a JAX PRNG key, from
+    which the noise is drawn with :func:`draw_noise`) or explicit ``noise``."""
+    e = check_embeddings(state, embeddings)
+    if noise is None:
+        if key is None:
+            raise ValueError("step needs a PRNG key (replicate.rng.key(seed)) or explicit noise")
+        check_key(key)
+        noise = draw_noise(cfg, key, e.shape[0])
+    elif noise.u.shape != (e.shape[0],) or noise.g.shape != (cfg.memory_size,):
+        raise ValueError(f"noise shapes u{noise.u.shape}, g{noise.g.shape} do not match batch {e.shape[0]} "
+                         f"and memory {cfg.memory_size}")
+    return step(cfg, state, e, noise)
+
+
+def checked_update(cfg: RecodeConfig, state: RecodeState, embeddings, key=None, *, noise: Noise | None = None) -> RecodeState:
+    """:func:`update` with the validation of :func:`checked_step`."""
+    return checked_step(cfg, state, embeddings, key, noise=noise)[0]
+
+
+def checked_run_stream(cfg: RecodeConfig, state: RecodeState, stream, key: jax.Array) -> tuple[RecodeState, StepOutput]:
+    """:func:`run_stream` after validating the (T, B, d) ``stream`` and the key."""
+    check_key(key)
+    stream = jnp.asarray(stream)
+    if stream.ndim != 3:
+        raise ValueError(f"stream has shape {stream.shape}; expected (T, batch, dim)")
+    check_embeddings(state, stream.reshape(-1, stream.shape[-1]), name="stream")
+    return run_stream(cfg, state, stream.astype(jnp.float32), key)
 
 
 def n_atoms(state: RecodeState) -> int:

@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from replicate.recode import memory as M
-from replicate.recode import representations as R
+from replicate.recode import memory
+from replicate.recode import representations
 
 MOVES = np.array([[0, 1], [0, -1], [-1, 0], [1, 0]])
 
@@ -53,27 +53,27 @@ def grid_walks(size: int, n_traj: int, length: int, code_dim: int, noise_dims: i
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
-def train_ap(cfg: R.APConfig, obs, actions, key, steps: int, batch: int):
+def train_ap(cfg: representations.APConfig, obs, actions, key, steps: int, batch: int):
     """AP (Eq. 4) for ``steps`` Adam steps on random transitions; returns (state, accuracy per step)."""
     n, L = actions.shape
-    st = R.init_ap(cfg, key)
+    st = representations.init_ap(cfg, key)
 
     def body(st, k):
         ki, kt = jax.random.split(k)
         i = jax.random.randint(ki, (batch,), 0, n)
         t = jax.random.randint(kt, (batch,), 0, L - 1)
-        st, info = R._ap_train_jit(cfg, st, obs[i, t], actions[i, t], obs[i, t + 1])
+        st, info = representations.ap_train_step(cfg, st, obs[i, t], actions[i, t], obs[i, t + 1])
         return st, info["accuracy"]
 
     return jax.lax.scan(body, st, jax.random.split(jax.random.fold_in(key, 1), steps))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
-def train_casm(cfg: R.CASMConfig, obs, actions, key, steps: int, batch: int):
+def train_casm(cfg: representations.CASMConfig, obs, actions, key, steps: int, batch: int):
     """CASM for ``steps`` Adam steps on random windows (``batch // seq_len`` of them); (state, accuracy)."""
     n, L = actions.shape
     w = max(1, batch // cfg.seq_len)
-    st = R.init_casm(cfg, key)
+    st = representations.init_casm(cfg, key)
     offs = jnp.arange(cfg.seq_len)
 
     def body(st, k):
@@ -81,7 +81,7 @@ def train_casm(cfg: R.CASMConfig, obs, actions, key, steps: int, batch: int):
         i = jax.random.randint(ki, (w,), 0, n)
         t0 = jax.random.randint(kt, (w,), 0, L - cfg.seq_len + 1)
         idx = t0[:, None] + offs[None]
-        st, info = R._casm_train_jit(cfg, st, obs[i[:, None], idx], actions[i[:, None], idx], km)
+        st, info = representations.casm_train_step(cfg, st, obs[i[:, None], idx], actions[i[:, None], idx], km)
         return st, info["accuracy"]
 
     return jax.lax.scan(body, st, jax.random.split(jax.random.fold_in(key, 1), steps))
@@ -98,7 +98,7 @@ def linear_probe(x_train, y_train, x_test, y_test, n_classes: int, l2: float = 1
     return float(np.mean(np.argmax(b @ w, 1) == np.asarray(y_test)))
 
 
-def recode_counts(cfg: M.RecodeConfig, emb, cells, n_cells: int, actors: int, key) -> dict:
+def recode_counts(cfg: memory.RecodeConfig, emb, cells, n_cells: int, actors: int, key) -> dict:
     """Run RECODE over embeddings (N, L, d) as a stream of (L * N / actors) calls; Spearman rho of N vs truth."""
     from scipy.stats import spearmanr
 
@@ -107,11 +107,11 @@ def recode_counts(cfg: M.RecodeConfig, emb, cells, n_cells: int, actors: int, ke
     c = np.asarray(cells).reshape(-1)
     calls = len(e) // actors
     stream = jnp.asarray(e[: calls * actors].reshape(calls, actors, d))
-    st, _ = M.run_stream(cfg, M.init(cfg, d), stream, key)
+    st, _ = memory.checked_run_stream(cfg, memory.init(cfg, d), stream, key)
     c = c[: calls * actors]
     truth = np.bincount(c, minlength=n_cells)
     visited = np.nonzero(truth)[0]
     means = np.stack([e[: calls * actors][c == v].mean(0) for v in visited])
-    _, count = M.reward(cfg, st, means)
+    _, count = memory.checked_reward(cfg, st, means)
     rho = spearmanr(np.asarray(count), truth[visited]).statistic
     return {"rho": float(rho), "atoms": int(np.asarray(st.filled).sum()), "state": st}

@@ -15,7 +15,11 @@ import dataclasses
 
 import numpy as np
 
-from replicate.recode.memory import _EMPTY_SCORE, RecodeConfig
+from replicate.recode.memory import RecodeConfig
+
+# Score of empty slots in the eviction ranking: above every filled slot's score, lowest index first.
+# Our own constant (the JAX memory has the same value; this file must not borrow what it checks).
+EMPTY_SCORE = 1.0e7
 
 
 @dataclasses.dataclass
@@ -97,4 +101,4 @@ class ReferenceMemory:
             s = np.asarray(g, np.float64).copy()
         else:
             s = -self.counts.copy()
-        return np.where(self.filled, s, _EMPTY_SCORE - np.arange(cfg.memory_size))
+        return np.where(self.filled, s, EMPTY_SCORE - np.arange(cfg.memory_size))

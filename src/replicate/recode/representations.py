@@ -86,7 +86,11 @@ def init_ap(cfg: APConfig, key: jax.Array) -> TrainState:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _ap_train_jit(cfg, state, obs, actions, next_obs):
+def ap_train_step(cfg: APConfig, state: TrainState, obs: jax.Array, actions: jax.Array, next_obs: jax.Array):
+    """One Adam step on a batch of transitions (o_t, a_t, o_{t+1}); returns (state, {loss, accuracy}).
+
+    ``obs``, ``next_obs`` (B, obs_dim) float32, ``actions`` (B,) int32. Pure and jitted (``cfg`` static);
+    :func:`checked_ap_train_step` validates first."""
     model = APModel(cfg)
 
     def loss_fn(p):
@@ -99,13 +103,13 @@ def _ap_train_jit(cfg, state, obs, actions, next_obs):
     return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), {"loss": loss, "accuracy": acc}
 
 
-def ap_train_step(cfg: APConfig, state: TrainState, obs, actions, next_obs):
-    """One Adam step on a batch of transitions (o_t, a_t, o_{t+1}); returns (state, {loss, accuracy})."""
+def checked_ap_train_step(cfg: APConfig, state: TrainState, obs, actions, next_obs):
+    """:func:`ap_train_step` after validating dtypes and shapes."""
     obs, next_obs = _check_obs(obs, cfg.obs_dim), _check_obs(next_obs, cfg.obs_dim, "next observations")
     actions = jnp.asarray(actions, jnp.int32)
     if actions.shape != obs.shape[:1] or next_obs.shape != obs.shape:
         raise ValueError(f"shapes do not match: obs {obs.shape}, actions {actions.shape}, next_obs {next_obs.shape}")
-    return _ap_train_jit(cfg, state, obs, actions, next_obs)
+    return ap_train_step(cfg, state, obs, actions, next_obs)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -201,7 +205,10 @@ def init_casm(cfg: CASMConfig, key: jax.Array) -> TrainState:
     return TrainState(params, optax.adam(cfg.learning_rate).init(params), jnp.zeros((), jnp.int32))
 
 
-def _casm_loss(cfg, params, obs, actions, masks, valid=None):
+def casm_loss(cfg: CASMConfig, params, obs, actions, masks, valid=None) -> tuple[jax.Array, jax.Array]:
+    """CASM's loss (cross-entropy on the masked actions ``masks[:, :-1]``, weighted by ``valid``) and accuracy.
+
+    Pure (jit it with ``cfg`` static). ``obs`` (N, T, obs_dim), ``actions``/``masks``/``valid`` (N, T)."""
     logits = CASMModel(cfg).apply(params, obs, actions, masks)
     target = actions[:, :-1]
     w = masks[:, :-1].astype(jnp.float32)  # loss on the masked actions only
@@ -214,24 +221,26 @@ def _casm_loss(cfg, params, obs, actions, masks, valid=None):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _casm_train_jit(cfg, state, obs, actions, key, valid=None):
+def casm_train_step(cfg: CASMConfig, state: TrainState, obs: jax.Array, actions: jax.Array, key: jax.Array, valid=None):
+    """One Adam step on trajectories ``obs`` (B, T, obs_dim) float32, ``actions`` (B, T) int32, N masks each.
+
+    ``valid`` (B, T) bool, optional: ``valid[b, t]`` is False when ``a_t`` did not lead to ``o_{t+1}``
+    (a window of an agent's rollout that crosses an episode end); such actions carry no loss.
+    Pure and jitted (``cfg`` static); :func:`checked_casm_train_step` validates first.
+    """
     b = obs.shape[0]
     rep = cfg.n_masks
     obs_r = jnp.repeat(obs, rep, axis=0)
     act_r = jnp.repeat(actions, rep, axis=0)
     valid_r = None if valid is None else jnp.repeat(valid, rep, axis=0)
     masks = sample_masks(cfg, key, b * rep)
-    (loss, acc), grads = jax.value_and_grad(lambda p: _casm_loss(cfg, p, obs_r, act_r, masks, valid_r), has_aux=True)(state.params)
+    (loss, acc), grads = jax.value_and_grad(lambda p: casm_loss(cfg, p, obs_r, act_r, masks, valid_r), has_aux=True)(state.params)
     updates, opt_state = optax.adam(cfg.learning_rate).update(grads, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), {"loss": loss, "accuracy": acc}
 
 
-def casm_train_step(cfg: CASMConfig, state: TrainState, obs, actions, key: jax.Array, valid=None):
-    """One Adam step on trajectories ``obs`` (B, T, obs_dim), ``actions`` (B, T), N masks each.
-
-    ``valid`` (B, T) bool, optional: ``valid[b, t]`` is False when ``a_t`` did not lead to ``o_{t+1}``
-    (a window of an agent's rollout that crosses an episode end); such actions carry no loss.
-    """
+def checked_casm_train_step(cfg: CASMConfig, state: TrainState, obs, actions, key: jax.Array, valid=None):
+    """:func:`casm_train_step` after validating dtypes and shapes."""
     obs = _check_obs(obs, cfg.obs_dim)
     actions = jnp.asarray(actions, jnp.int32)
     if obs.ndim != 3 or obs.shape[1] != cfg.seq_len or actions.shape != obs.shape[:2]:
@@ -240,7 +249,7 @@ def casm_train_step(cfg: CASMConfig, state: TrainState, obs, actions, key: jax.A
         valid = jnp.asarray(valid, bool)
         if valid.shape != actions.shape:
             raise ValueError(f"valid must have the shape of actions {actions.shape}, got {valid.shape}")
-    return _casm_train_jit(cfg, state, obs, actions, key, valid)
+    return casm_train_step(cfg, state, obs, actions, key, valid)
 
 
 @functools.partial(jax.jit, static_argnums=0)

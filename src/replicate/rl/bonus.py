@@ -34,11 +34,9 @@ masked-transformer multi-step inverse dynamics, Sec. 4, trained online on window
 ended an episode carries no loss, since the rollout's next observation is then a reset). Both
 learned embeddings take ``ap_epochs x ap_minibatches`` Adam steps per rollout, after the rewards.
 
-**Adapter note.** RECODE I's public ``memory.step``, ``episodic_step``, ``tabular_step`` and
-``rnd_step`` validate their inputs with Python-side checks (``bool(...)`` of a traced array) and so
-cannot be called inside ``jit``; this module calls the jitted cores they wrap
-(``memory._step_jit``, ``baselines._episodic_step_jit``, ``_tabular_step_jit``, ``_rnd_step_jit``)
-and validates at its own boundary instead (``make_bonus``).
+The bonuses call the pure, jit-able cores (``memory.step``, ``baselines.episodic_step``,
+``tabular_step``, ``rnd_step``, ``representations.ap_train_step``/``casm_train_step``) inside ``jit``;
+inputs are validated at this module's boundary (``make_bonus``).
 """
 
 from __future__ import annotations
@@ -195,7 +193,7 @@ def _casm_embedding(ecfg: EmbeddingConfig, env):
 
             def step(s, xs):
                 idx, km = xs
-                return R._casm_train_jit(ccfg, s, o[idx], a[idx], km, valid[idx])
+                return R.casm_train_step(ccfg, s, o[idx], a[idx], km, valid[idx])
 
             st, info = jax.lax.scan(step, st, (perm, jax.random.split(k_mask, mbs)))
             infos = {"casm_loss": jnp.mean(info["loss"]), "casm_accuracy": jnp.mean(info["accuracy"])}
@@ -222,7 +220,7 @@ def counts_bonus(n_states: int, *, gamma: float = 1.0, c: float = 1e-3) -> Bonus
 
     def intrinsic(counts, ro, key):
         def body(cnt, ids):
-            cnt, est = B._tabular_step_jit(cfg, cnt, ids)
+            cnt, est = B.tabular_step(cfg, cnt, ids)
             return cnt, est.reward
 
         counts, r = jax.lax.scan(body, counts, ro.next_state_id.astype(jnp.int32))
@@ -242,7 +240,7 @@ def rnd_bonus(cfg: B.RNDConfig = B.RNDConfig(), *, epochs: int = 4, minibatches:
         mb = (t * e) // minibatches
         for kk in jax.random.split(key, epochs):
             perm = jax.random.permutation(kk, t * e)[: mb * minibatches].reshape(minibatches, mb)
-            st, _ = jax.lax.scan(lambda s, idx: B._rnd_step_jit(cfg, s, x[idx]), st, perm)
+            st, _ = jax.lax.scan(lambda s, idx: B.rnd_step(cfg, s, x[idx]), st, perm)
         return st, r, {}
 
     return Bonus("rnd", init, intrinsic)
@@ -263,9 +261,9 @@ def ngu_bonus(cfg: B.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) 
             def body(mem, xs):
                 eo, en, first = xs
                 # a new episode: empty the memory and insert its first observation
-                started, _ = B._episodic_step_jit(cfg, mem, eo, jnp.ones_like(first))
+                started, _ = B.episodic_step(cfg, mem, eo, jnp.ones_like(first))
                 mem = jax.tree.map(lambda a, b: jnp.where(first.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), started, mem)
-                mem, est = B._episodic_step_jit(cfg, mem, en, jnp.zeros_like(first))
+                mem, est = B.episodic_step(cfg, mem, en, jnp.zeros_like(first))
                 return mem, est.reward
 
             mem, r = jax.lax.scan(body, st["memory"], (e_obs, e_next, ro.first))
@@ -291,7 +289,7 @@ def recode_bonus(cfg: M.RecodeConfig, ecfg: EmbeddingConfig = EmbeddingConfig())
 
             def body(mem, xs):
                 en, kk = xs
-                mem, out = M._step_jit(cfg, mem, en, M.draw_noise(cfg, kk, en.shape[0]))
+                mem, out = M.step(cfg, mem, en, M.draw_noise(cfg, kk, en.shape[0]))
                 return mem, (out.reward, out.inserted)
 
             mem, (r, ins) = jax.lax.scan(body, st["memory"], (e_next, jax.random.split(k_mem, e_next.shape[0])))
