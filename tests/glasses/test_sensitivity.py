@@ -6,75 +6,73 @@ import numpy as np
 import pytest
 
 from replicate import rng
-from replicate.glasses import sensitivity as sn
-from replicate.glasses import theory as th
-from replicate.glasses import transformer as tf
+from replicate.glasses import sensitivity, theory, transformer
 
 
 @pytest.fixture(scope="module")
 def small():
-    cfg = tf.TransformerConfig(width=8, heads=2, layers=2, pe="rope", mlp_ratio=2)
-    model = tf.Model.init(cfg, rng.key(0))
+    cfg = transformer.TransformerConfig(width=8, heads=2, layers=2, pe="rope", mlp_ratio=2)
+    model = transformer.Model.init(cfg, rng.key(0))
     emb = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
     return model, emb
 
 
 def test_exact_norms_match_finite_differences(small):
     model, emb = small
-    exact = sn.jacobian_norms(model.final, emb)
+    exact = sensitivity.jacobian_norms(model.final, emb)
     final = jax.jit(model.final)
-    fd = sn.jacobian_norms_fd(lambda e: np.asarray(final(jnp.asarray(e, jnp.float32))), emb, eps=1e-2)
+    fd = sensitivity.jacobian_norms_fd(lambda e: np.asarray(final(jnp.asarray(e, jnp.float32))), emb, eps=1e-2)
     np.testing.assert_allclose(exact, fd, rtol=2e-2, atol=1e-4)
     assert np.all(exact > 0)
 
 
 def test_block_matches_jacrev_and_spectral_norm(small):
     model, emb = small
-    block = sn.jacobian_block(model.final, emb, position=3, chunk=3)  # chunking across 8 outputs (3+3+2)
+    block = sensitivity.jacobian_block(model.final, emb, position=3, chunk=3)  # chunking across 8 outputs (3+3+2)
     ref = np.asarray(jax.jit(jax.jacrev(lambda e: model.final(e)[3]))(jnp.asarray(emb)))
     np.testing.assert_allclose(block, ref, rtol=1e-5, atol=1e-6)
-    spec = sn.jacobian_norms(model.final, emb, position=3, ord="2")
+    spec = sensitivity.jacobian_norms(model.final, emb, position=3, ord="2")
     np.testing.assert_allclose(spec, [np.linalg.svd(ref[:, i, :], compute_uv=False)[0] for i in range(5)], rtol=1e-5)
 
 
 def test_causality_gives_exact_zeros(small):
     model, emb = small
-    norms = sn.jacobian_norms(model.final, emb, position=2)
+    norms = sensitivity.jacobian_norms(model.final, emb, position=2)
     assert np.all(norms[3:] == 0) and np.all(norms[:3] > 0)
 
 
 def test_probe_estimate_is_close_to_exact(small):
     model, emb = small
-    exact = sn.jacobian_norms(model.final, emb)
-    est = sn.jacobian_norms(model.final, emb, method="probes", probes=2048, key=rng.key(1), chunk=512)
+    exact = sensitivity.jacobian_norms(model.final, emb)
+    est = sensitivity.jacobian_norms(model.final, emb, method="probes", probes=2048, key=rng.key(1), chunk=512)
     np.testing.assert_allclose(est, exact, rtol=0.1)
 
 
 def test_linear_closed_forms():
     a = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
     f = lambda e: e @ a  # noqa: E731  position-wise: only i = n matters
-    norms = sn.jacobian_norms(f, np.ones((5, 4), np.float32))
+    norms = sensitivity.jacobian_norms(f, np.ones((5, 4), np.float32))
     np.testing.assert_allclose(norms, [0, 0, 0, 0, np.linalg.norm(a)], rtol=1e-6)
     # y = L v with L lower-triangular mixing: ∂y_n/∂v_i = L_{n,i} I_d, norm = |L_{n,i}| sqrt(d)
-    lam = th.uniform_causal_attention(5).astype(np.float32)
+    lam = theory.uniform_causal_attention(5).astype(np.float32)
     g = lambda e: jnp.asarray(lam) @ e  # noqa: E731
-    np.testing.assert_allclose(sn.jacobian_norms(g, np.ones((5, 3), np.float32)), lam[-1] * np.sqrt(3), rtol=1e-6)
+    np.testing.assert_allclose(sensitivity.jacobian_norms(g, np.ones((5, 3), np.float32)), lam[-1] * np.sqrt(3), rtol=1e-6)
 
 
 def test_frozen_attention_layer_obeys_the_bound():
     """Thm 5.1 with its assumption (ii), attention treated as constant: one attention-only layer,
     no norms, y = v + (Λ v W_v) W_o  =>  ∂y_n/∂v_i = δ_ni I + Λ_ni W_v W_o, so
     ‖∂y_n/∂v_i‖_2 <= max(1, ‖W_v W_o‖_2) · (Λ_ni + δ_ni) (the bound with β = 1)."""
-    cfg = tf.TransformerConfig(width=8, heads=1, layers=1, pe="rope", norm="none", mlp_ratio=0, final_norm=False)
-    model = tf.Model.init(cfg, rng.key(3))
+    cfg = transformer.TransformerConfig(width=8, heads=1, layers=1, pe="rope", norm="none", mlp_ratio=0, final_norm=False)
+    model = transformer.Model.init(cfg, rng.key(3))
     emb = jnp.asarray(np.random.default_rng(3).normal(size=(6, 8)).astype(np.float32))
     lam = np.asarray(model.run(embeddings=emb).attentions[0, 0], np.float64)
     p = model.params["params"]["block_0"]
     wv, wo = (np.asarray(p[n]["kernel"], np.float64) for n in ("v", "o"))
     frozen = lambda e: e + jnp.asarray(lam, jnp.float32) @ e @ jnp.asarray(wv @ wo, jnp.float32)  # noqa: E731
-    measured = sn.jacobian_norms(frozen, emb, ord="2")
+    measured = sensitivity.jacobian_norms(frozen, emb, ord="2")
     c = max(1.0, np.linalg.norm(wv @ wo, 2))
-    bound = c * th.oversquashing_bound([lam])
+    bound = c * theory.oversquashing_bound([lam])
     assert np.all(measured <= bound + 1e-5)
     np.testing.assert_allclose(measured[:-1], lam[-1, :-1] * np.linalg.norm(wv @ wo, 2), rtol=1e-4)
 
@@ -82,49 +80,49 @@ def test_frozen_attention_layer_obeys_the_bound():
 def test_validation(small):
     model, emb = small
     with pytest.raises(ValueError, match="outside"):
-        sn.jacobian_norms(model.final, emb, position=9)
+        sensitivity.jacobian_norms(model.final, emb, position=9)
     with pytest.raises(ValueError, match="key"):
-        sn.jacobian_norms(model.final, emb, method="probes")
+        sensitivity.jacobian_norms(model.final, emb, method="probes")
     with pytest.raises(ValueError, match="method"):
-        sn.jacobian_norms(model.final, emb, method="fd")
+        sensitivity.jacobian_norms(model.final, emb, method="fd")
     with pytest.raises(ValueError, match=r"\(seq, width\)"):
-        sn.jacobian_norms(model.final, emb[0])
-    np.testing.assert_allclose(sn.normalised_profile([1.0, 3.0]), [0.25, 0.75])
+        sensitivity.jacobian_norms(model.final, emb[0])
+    np.testing.assert_allclose(sensitivity.normalised_profile([1.0, 3.0]), [0.25, 0.75])
 
 
 def test_frozen_attention_model_jacobian_is_the_value_path():
     """With freeze_attention, the model's Jacobian is exactly Thm 5.1's linearisation:
     ∂y_n/∂v_i = δ_ni I + Λ_ni (W_v W_o)ᵀ for one attention-only layer without norms."""
-    cfg = tf.TransformerConfig(width=8, heads=1, layers=1, pe="alibi", norm="none", mlp_ratio=0, final_norm=False,
+    cfg = transformer.TransformerConfig(width=8, heads=1, layers=1, pe="alibi", norm="none", mlp_ratio=0, final_norm=False,
                                freeze_attention=True)
-    model = tf.Model.init(cfg, rng.key(4))
+    model = transformer.Model.init(cfg, rng.key(4))
     emb = jnp.asarray(np.random.default_rng(4).normal(size=(6, 8)).astype(np.float32))
     lam = np.asarray(model.run(embeddings=emb).attentions[0, 0], np.float64)
     p = model.params["params"]["block_0"]
     wvo = np.asarray(p["v"]["kernel"], np.float64) @ np.asarray(p["o"]["kernel"], np.float64)
-    block = sn.jacobian_block(model.final, emb)  # (out, seq, in)
+    block = sensitivity.jacobian_block(model.final, emb)  # (out, seq, in)
     for i in range(6):
         np.testing.assert_allclose(block[:, i, :], (float(i == 5) * np.eye(8) + lam[5, i] * wvo).T, atol=1e-5)
-    full = tf.Model(tf.TransformerConfig(**{**cfg.__dict__, "freeze_attention": False}), model.params)
-    assert np.abs(sn.jacobian_block(full.final, emb) - block).max() > 1e-4  # attention's own gradient is real
+    full = transformer.Model(transformer.TransformerConfig(**{**cfg.__dict__, "freeze_attention": False}), model.params)
+    assert np.abs(sensitivity.jacobian_block(full.final, emb) - block).max() > 1e-4  # attention's own gradient is real
     np.testing.assert_array_equal(full.run(embeddings=emb).final, model.run(embeddings=emb).final)  # same forward
 
 
 def test_compare_with_bound():
-    lam = th.uniform_causal_attention(5)
+    lam = theory.uniform_causal_attention(5)
     attn = np.stack([lam, lam])[:, None]  # (L=2, H=1, 5, 5)
-    measured = th.oversquashing_bound([lam, lam]) * 3.0
-    out = sn.compare_with_bound(measured, attn)
+    measured = theory.oversquashing_bound([lam, lam]) * 3.0
+    out = sensitivity.compare_with_bound(measured, attn)
     assert out["c_emp"] == pytest.approx(3.0) and out["spearman"] == pytest.approx(1.0)
     np.testing.assert_array_equal(out["paths"], [5, 4, 3, 2, 1])
     assert out["first_last_paths"] == 5.0
     with pytest.raises(ValueError, match="expected"):
-        sn.compare_with_bound(measured[:3], attn)
+        sensitivity.compare_with_bound(measured[:3], attn)
 
 
 def test_model_jacobian_norms_matches_generic(small):
     model, emb = small
-    np.testing.assert_allclose(sn.model_jacobian_norms(model, emb), sn.jacobian_norms(model.final, emb), rtol=1e-5)
-    assert np.all(sn.model_jacobian_norms(model, emb, position=2)[3:] == 0)  # causal
-    gains = tf.attention_branch_gains(model, model.run(embeddings=emb).hidden_states)
+    np.testing.assert_allclose(sensitivity.model_jacobian_norms(model, emb), sensitivity.jacobian_norms(model.final, emb), rtol=1e-5)
+    assert np.all(sensitivity.model_jacobian_norms(model, emb, position=2)[3:] == 0)  # causal
+    gains = transformer.attention_branch_gains(model, model.run(embeddings=emb).hidden_states)
     assert gains.shape == (2,) and np.all(gains > 0)

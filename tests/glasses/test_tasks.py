@@ -101,7 +101,7 @@ def test_collapse_pairs_repeat_the_last_token():
     rng = np.random.default_rng(0)
     for kind in tasks.COLLAPSE_KINDS:
         for n in (1, 2, 6, 11):
-            a, b = tasks.collapse_pair(kind, n, rng)
+            a, b = tasks.collapse_prompt_pair(kind, n, rng)
             if kind == "copy_commas":
                 assert b.replace(",", "") == a.replace(",", "") + "1"
             else:
@@ -109,9 +109,9 @@ def test_collapse_pairs_repeat_the_last_token():
     a, b = tasks.random_digits_ending_in_one(11, np.random.default_rng(1))
     assert len(a) == 11 and a.endswith("1") and b == a + "1"
     with pytest.raises(ValueError):
-        tasks.collapse_pair("count_digits", 3)
+        tasks.collapse_prompt_pair("count_digits", 3)
     with pytest.raises(ValueError):
-        tasks.collapse_pair("nope", 3)
+        tasks.collapse_prompt_pair("nope", 3)
 
 
 def test_generators_reject_bad_lengths():
@@ -224,3 +224,16 @@ def test_few_shot_prompts_teach_the_format_without_the_answer():
     assert [i.task for i in tasks.copy_items([6], tasks=["first", "last"])] == ["first", "last"]
     with pytest.raises(ValueError, match="one of"):
         tasks.copy_items([6], completion=True, few_shot=True)
+
+
+def test_copy_and_count_items_composes_the_three_item_lists():
+    items = tasks.copy_and_count_items("few_shot", [5, 10], [10, 40], [5], np.random.default_rng(3))
+    copy = [i for i in items if i.task not in ("sum", "count_ones", "count_bernoulli", "count_car")]
+    assert len(copy) == 7 * 2 + 2  # all copy tasks at 5 and 10; Type 1 / Type 2 only at 40 (10 is already in)
+    assert {(i.task, i.length) for i in copy if i.length == 40} == {("last_type1", 40), ("last_type2", 40)}
+    assert len(items) - len(copy) == 4 and all(i.condition == "few_shot" for i in items)
+    # the same generator seed gives the same Bernoulli strings as count_items itself
+    ref = tasks.count_items([5], np.random.default_rng(3), few_shot=True)
+    assert [i.prompt for i in items[-4:]] == [i.prompt for i in ref]
+    with pytest.raises(ValueError, match="condition"):
+        tasks.copy_and_count_items("cot", [5], [], [5], np.random.default_rng(0))

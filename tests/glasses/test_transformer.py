@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from replicate import rng
-from replicate.glasses import transformer as tf
+from replicate.glasses import transformer
 
 # ----------------------------------------------------------------------------- NumPy reference
 
@@ -100,8 +100,8 @@ CASES = [
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
 def test_forward_matches_numpy(kw):
-    cfg = tf.TransformerConfig(width=8, **{"layers": 1, "heads": 1, **kw})
-    model = tf.Model.init(cfg, rng.key(0))
+    cfg = transformer.TransformerConfig(width=8, **{"layers": 1, "heads": 1, **kw})
+    model = transformer.Model.init(cfg, rng.key(0))
     x = np.random.default_rng(1).normal(size=(7, 8))
     out = model.run(embeddings=x.astype(np.float32))
     states, attns, y = np_forward(model.params, cfg, x)
@@ -111,10 +111,10 @@ def test_forward_matches_numpy(kw):
     assert out.hidden_states.shape == (cfg.layers + 1, 7, 8) and out.attentions.shape == (cfg.layers, cfg.heads, 7, 7)
 
 
-@pytest.mark.parametrize("pe", tf.PE_TYPES)
+@pytest.mark.parametrize("pe", transformer.PE_TYPES)
 def test_attention_invariants(pe):
-    cfg = tf.TransformerConfig(width=16, heads=2, layers=2, pe=pe, window=5)
-    out = tf.Model.init(cfg, rng.key(1)).run(embeddings=np.random.default_rng(0).normal(size=(12, 16)).astype(np.float32))
+    cfg = transformer.TransformerConfig(width=16, heads=2, layers=2, pe=pe, window=5)
+    out = transformer.Model.init(cfg, rng.key(1)).run(embeddings=np.random.default_rng(0).normal(size=(12, 16)).astype(np.float32))
     a = np.asarray(out.attentions)
     np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-6)  # rows are distributions
     assert np.all(a >= 0)
@@ -125,8 +125,8 @@ def test_attention_invariants(pe):
 
 
 def test_tokens_and_embeddings_paths_agree_and_logits():
-    cfg = tf.TransformerConfig(width=16, heads=2, layers=2, vocab_size=5, pe="rope")
-    model = tf.Model.init(cfg, rng.key(2))
+    cfg = transformer.TransformerConfig(width=16, heads=2, layers=2, vocab_size=5, pe="rope")
+    model = transformer.Model.init(cfg, rng.key(2))
     toks = np.array([1, 2, 3, 0, 4, 4], np.int32)
     logits, hs, at = model.forward(toks)
     logits2, hs2, at2 = model.forward_from_embeddings(model.embed(toks))
@@ -139,8 +139,8 @@ def test_tokens_and_embeddings_paths_agree_and_logits():
 
 def test_prop_b9_no_pe_no_mask_cannot_count():
     """Prop. B.9: without PE and causal mask, '10' and '1100' give identical representations."""
-    cfg = tf.TransformerConfig(width=16, heads=2, layers=3, vocab_size=2, pe="none", causal=False)
-    model = tf.Model.init(cfg, rng.key(3))
+    cfg = transformer.TransformerConfig(width=16, heads=2, layers=3, vocab_size=2, pe="none", causal=False)
+    model = transformer.Model.init(cfg, rng.key(3))
     a = model.run(np.array([1, 0], np.int32))
     b = model.run(np.array([1, 1, 0, 0], np.int32))
     for l in range(cfg.layers + 1):
@@ -148,17 +148,17 @@ def test_prop_b9_no_pe_no_mask_cannot_count():
         np.testing.assert_allclose(a.hidden_states[l, 1], b.hidden_states[l, 3], atol=1e-5)  # the '0's
     np.testing.assert_allclose(a.final[-1], b.final[-1], atol=1e-5)
     # a causal mask (or a PE) breaks the symmetry
-    causal = tf.Model(tf.TransformerConfig(**{**cfg.__dict__, "causal": True}), model.params)
+    causal = transformer.Model(transformer.TransformerConfig(**{**cfg.__dict__, "causal": True}), model.params)
     assert np.abs(np.asarray(causal.run(np.array([1, 0], np.int32)).final[-1] - causal.run(np.array([1, 1, 0, 0], np.int32)).final[-1])).max() > 1e-3
-    rope = tf.Model(tf.TransformerConfig(**{**cfg.__dict__, "pe": "rope"}), model.params)
+    rope = transformer.Model(transformer.TransformerConfig(**{**cfg.__dict__, "pe": "rope"}), model.params)
     assert np.abs(np.asarray(rope.run(np.array([1, 0], np.int32)).final[-1] - rope.run(np.array([1, 1, 0, 0], np.int32)).final[-1])).max() > 1e-3
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_low_precision_runs_close_to_float32(dtype):
-    base = tf.TransformerConfig(width=32, heads=2, layers=2, pe="rope")
-    m32 = tf.Model.init(base, rng.key(4))
-    mlo = tf.Model(tf.TransformerConfig(**{**base.__dict__, "dtype": dtype}), m32.params)
+    base = transformer.TransformerConfig(width=32, heads=2, layers=2, pe="rope")
+    m32 = transformer.Model.init(base, rng.key(4))
+    mlo = transformer.Model(transformer.TransformerConfig(**{**base.__dict__, "dtype": dtype}), m32.params)
     x = np.random.default_rng(0).normal(size=(10, 32)).astype(np.float32)
     lo, hi = mlo.run(embeddings=x), m32.run(embeddings=x)
     assert lo.final.dtype == jnp.dtype(dtype) and lo.hidden_states.dtype == jnp.dtype(dtype)
@@ -168,13 +168,13 @@ def test_low_precision_runs_close_to_float32(dtype):
 
 def test_config_validation():
     with pytest.raises(ValueError, match="divisible"):
-        tf.TransformerConfig(width=10, heads=3)
+        transformer.TransformerConfig(width=10, heads=3)
     with pytest.raises(ValueError, match="pe="):
-        tf.TransformerConfig(pe="learned")
+        transformer.TransformerConfig(pe="learned")
     with pytest.raises(ValueError, match="even head dimension"):
-        tf.TransformerConfig(width=6, heads=2, pe="rope")
+        transformer.TransformerConfig(width=6, heads=2, pe="rope")
     with pytest.raises(ValueError, match="vocab"):
-        tf.Model.init(tf.TransformerConfig(width=8), rng.key(0)).run(np.array([0, 1], np.int32))
+        transformer.Model.init(transformer.TransformerConfig(width=8), rng.key(0)).run(np.array([0, 1], np.int32))
 
 
 # ----------------------------------------------------------------------------- synthetic App. C.3/C.4
@@ -195,63 +195,93 @@ def np_synthetic_last(q, k, v, pe):
     return w @ v + v[-1], w
 
 
-@pytest.mark.parametrize("pe", tf.PE_TYPES)
+@pytest.mark.parametrize("pe", transformer.PE_TYPES)
 @pytest.mark.parametrize("normalise", ["none", "layer"])
 def test_synthetic_layer_matches_numpy(pe, normalise):
-    cfg = tf.SyntheticConfig(pe=pe, std=1.0 if normalise == "layer" else None, normalise=normalise)
-    q, k, v = tf.synthetic_qkv(rng.key(5), 40, cfg)
+    cfg = transformer.SyntheticConfig(pe=pe, std=1.0 if normalise == "layer" else None, normalise=normalise)
+    q, k, v = transformer.synthetic_qkv(rng.key(5), 40, cfg)
     if normalise == "layer":
         np.testing.assert_allclose(np.asarray(q).mean(-1), 0, atol=1e-5)
         np.testing.assert_allclose(np.asarray(q).std(-1), 1, atol=1e-4)
     else:
         assert 0.8 < float(jnp.linalg.norm(q, axis=-1).mean()) < 1.2  # N(0, 1/d): unit norm on average
-    z, w = tf.synthetic_last_output(q, k, v, cfg)
+    z, w = transformer.synthetic_last_output(q, k, v, cfg)
     z_ref, w_ref = np_synthetic_last(q, k, v, pe)
     np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(z, z_ref, rtol=1e-4, atol=1e-5)
 
 
 def test_synthetic_collapse_decreases_and_bf16_identity():
-    cfg = tf.SyntheticConfig(pe="none", std=1.0, normalise="layer")
-    a, b = tf.collapse_synthetic_curve(rng.seed_keys(range(4)), [10, 100, 1000], cfg)
+    cfg = transformer.SyntheticConfig(pe="none", std=1.0, normalise="layer")
+    a, b = transformer.collapse_synthetic_curve(rng.seed_keys(range(4)), [10, 100, 1000], cfg)
     d = np.abs(np.asarray(a) - np.asarray(b)).sum(-1).mean(0)
     assert d[0] > d[1] > d[2] > 0
     assert d[1] / d[2] > 5  # NoPE: Θ(1/n) (research notes' derivation)
-    one = tf.collapse_synthetic(rng.key(0), 3, cfg)
+    one = transformer.collapse_synthetic(rng.key(0), 3, cfg)
     assert not one["identical"] and one["linf"] <= one["l2"] <= one["l1"]
 
 
-def test_collapse_pairs():
-    a, b = tf.collapse_pair("extra_one", 4)
+def test_collapse_token_pairs():
+    a, b = transformer.collapse_token_pair("extra_one", 4)
     assert a.tolist() == [1, 1, 1, 0] and b.tolist() == [1, 1, 1, 1, 0]
-    a, b = tf.collapse_pair("repeat_last", 4)
+    a, b = transformer.collapse_token_pair("repeat_last", 4)
     assert a.tolist() == [1, 1, 1, 0] and b.tolist() == [1, 1, 1, 0, 0]
     with pytest.raises(ValueError):
-        tf.collapse_pair("other", 3)
+        transformer.collapse_token_pair("other", 3)
 
 
 def test_padded_batch_equals_single_runs():
-    cfg = tf.TransformerConfig(width=8, heads=2, layers=2, vocab_size=2, pe="rope", mlp_ratio=1)
-    model = tf.Model.init(cfg, rng.key(6))
-    ya, yb = tf.token_final_pairs(model, "extra_one", [3, 7])
+    cfg = transformer.TransformerConfig(width=8, heads=2, layers=2, vocab_size=2, pe="rope", mlp_ratio=1)
+    model = transformer.Model.init(cfg, rng.key(6))
+    ya, yb = transformer.token_final_pairs(model, "extra_one", [3, 7])
     for t, n in enumerate([3, 7]):
-        a, b = tf.collapse_pair("extra_one", n)
+        a, b = transformer.collapse_token_pair("extra_one", n)
         np.testing.assert_allclose(ya[t], model.run(a).final[-1], atol=1e-5)
         np.testing.assert_allclose(yb[t], model.run(b).final[-1], atol=1e-5)
     keys = rng.seed_keys([0, 1])
-    za, zb = tf.collapse_synthetic_outputs(keys, 9, tf.SyntheticConfig(pe="alibi"))
-    one = tf.collapse_synthetic(rng.key(1), 9, tf.SyntheticConfig(pe="alibi"))
+    za, zb = transformer.collapse_synthetic_outputs(keys, 9, transformer.SyntheticConfig(pe="alibi"))
+    one = transformer.collapse_synthetic(rng.key(1), 9, transformer.SyntheticConfig(pe="alibi"))
     assert one["l1"] == pytest.approx(float(np.abs(np.asarray(za[1]) - np.asarray(zb[1])).sum()), rel=1e-6)
 
 
 @pytest.mark.parametrize("pe", ["sinusoidal", "rope", "alibi"])  # the position-dependent paths
 def test_synthetic_curve_equals_prefix_runs(pe):
-    cfg = tf.SyntheticConfig(pe=pe)
+    cfg = transformer.SyntheticConfig(pe=pe)
     keys = rng.seed_keys([0, 1])
-    a, b = tf.collapse_synthetic_curve(keys, [3, 8], cfg)
-    q, k, v = tf.synthetic_qkv(keys[1], 8, cfg)  # the second seed: checks the vmap over keys too
+    a, b = transformer.collapse_synthetic_curve(keys, [3, 8], cfg)
+    q, k, v = transformer.synthetic_qkv(keys[1], 8, cfg)  # the second seed: checks the vmap over keys too
     for t, n in enumerate([3, 8]):
-        za, _ = tf.synthetic_last_output(q[:n], k[:n], v[:n], cfg)
-        zb, _ = tf.synthetic_last_output(*(tf.repeat_last(x[:n]) for x in (q, k, v)), cfg)
+        za, _ = transformer.synthetic_last_output(q[:n], k[:n], v[:n], cfg)
+        zb, _ = transformer.synthetic_last_output(*(transformer.repeat_last(x[:n]) for x in (q, k, v)), cfg)
         np.testing.assert_allclose(a[1, t], za, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(b[1, t], zb, rtol=1e-5, atol=1e-6)
+
+
+def test_rope_at_positions_matches_numpy():
+    x = np.asarray(jax.random.normal(rng.key(9), (2, 7, 8)), np.float32)  # (heads, seq, d)
+    out = np.asarray(transformer.apply_rope_at_positions(jnp.asarray(x), jnp.arange(7), 100.0))
+    for h in range(2):
+        np.testing.assert_allclose(out[h], np_rope(x[h].astype(np.float64), base=100.0), atol=1e-5)
+
+
+def test_pe_label():
+    assert transformer.pe_label("none") == "NoPE" and transformer.pe_label("rope") == "rope"
+    assert transformer.pe_label("sinusoidal", "input") == "sinusoidal (added to input)"
+
+
+def test_collapse_synthetic_with_rounding_matches_direct_runs():
+    cfg = transformer.SyntheticConfig(pe="rope", std=1.0, normalise="layer")
+    keys = rng.seed_keys([0, 1])
+    diffs, noise = transformer.collapse_synthetic_with_rounding(keys, [4, 9], cfg)
+    assert diffs.shape == (2, 2, 3) and noise.shape == (2, 2)
+    for s in range(2):
+        for t, n in enumerate([4, 9]):
+            za, zb = (np.asarray(z[s], np.float64) for z in transformer.collapse_synthetic_outputs(keys, n, cfg))
+            d = za - zb
+            np.testing.assert_allclose(diffs[s, t], [np.abs(d).sum(), np.linalg.norm(d), np.abs(d).max()], rtol=2e-5, atol=1e-7)
+            cfg16 = transformer.SyntheticConfig(pe="rope", std=1.0, normalise="layer", dtype="bfloat16")
+            a16, b16 = (np.asarray(z[s].astype(jnp.float32), np.float64)
+                        for z in transformer.collapse_synthetic_outputs(keys, n, cfg16))
+            ref = max(np.abs(a16 - za).max(), np.abs(b16 - zb).max())
+            np.testing.assert_allclose(noise[s, t], ref, rtol=0.05, atol=2e-3)
+    assert np.all(noise > 0) and np.all(noise < 0.1)  # bf16 rounds outputs of size ~1 by ~2^-8

@@ -209,7 +209,7 @@ def with_commas(digits: str) -> str:
     return ",".join(groups)
 
 
-def collapse_pair(kind: str, n: int, rng: np.random.Generator | None = None) -> tuple[str, str]:
+def collapse_prompt_pair(kind: str, n: int, rng: np.random.Generator | None = None) -> tuple[str, str]:
     """Prompts of the two sequences Fig. 5 compares (n vs n+1, the extra token repeating the last).
 
     kind: "count_ones" (a), "count_digits" (b, needs rng), "copy_ones" (c), "copy_commas" (d),
@@ -343,7 +343,8 @@ def evaluate(
 ) -> list[Result]:
     """Greedy-decode each item with ``generate(prompt, max_new_tokens) -> text`` and parse the answers.
 
-    ``generate`` is e.g. ``replicate.glasses.gemma3.load().generate`` (greedy, deterministic).
+    ``generate`` is e.g. ``functools.partial(replicate.glasses.generation.generate, model)`` (greedy,
+    deterministic).
     """
     items = list(items)
     if max_new_tokens < 1:
@@ -407,4 +408,21 @@ def count_items(lengths: Sequence[int], rng: np.random.Generator, *, completion:
         ]
         for task, template, (seq, ans) in specs:
             items.append(Item(_prompt(template, seq, task, condition, MATHS_ANSWER_PREFIX), ans, task, int(n), condition))
+    return items
+
+
+def copy_and_count_items(condition: str, copy_lengths: Sequence[int], fig11_lengths: Sequence[int],
+                         count_lengths: Sequence[int], rng: np.random.Generator) -> list[Item]:
+    """Every item notebook 23 asks under one prompt ``condition`` ("verbatim", "completion" or "few_shot").
+
+    All seven copy tasks at ``copy_lengths``; the Type 1 / Type 2 prompts (Fig. 11) also at the
+    ``fig11_lengths`` not already in ``copy_lengths``; the four counting tasks at ``count_lengths``
+    (Bernoulli strings drawn from ``rng``).
+    """
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition={condition!r}: choose one of {CONDITIONS}")
+    kw = {"completion": condition == "completion", "few_shot": condition == "few_shot"}
+    items = copy_items(copy_lengths, **kw)
+    items += copy_items([n for n in fig11_lengths if n not in copy_lengths], tasks=["last_type1", "last_type2"], **kw)
+    items += count_items(count_lengths, rng, **kw)
     return items

@@ -44,6 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from replicate.glasses import collapse
+
 PE_TYPES = ("none", "sinusoidal", "rope", "alibi")
 NORMS = ("layer", "rms", "none")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -64,7 +66,7 @@ def sinusoidal_table(positions: jax.Array, dim: int, base: float = 10000.0) -> j
     return jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(positions.shape[0], dim)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10000.0) -> jax.Array:
+def apply_rope_at_positions(x: jax.Array, positions: jax.Array, base: float = 10000.0) -> jax.Array:
     """Rotary embedding (Su et al. 2021), rotate-half convention (GPT-NeoX, Gemma): the pairs are
     (x_j, x_{j+d/2}) rotated by angle t · base^{-2j/d}. ``x``: (..., seq, d); positions: (seq,)."""
     d = x.shape[-1]
@@ -123,7 +125,7 @@ def attend(
     """
     dh = q.shape[-1]
     if pe == "rope":
-        q, k = apply_rope(q, q_pos, rope_base), apply_rope(k, k_pos, rope_base)
+        q, k = apply_rope_at_positions(q, q_pos, rope_base), apply_rope_at_positions(k, k_pos, rope_base)
     elif pe == "sinusoidal" and add_sinusoidal:
         q = q + sinusoidal_table(q_pos, dh, sinusoidal_base).astype(q.dtype)
         k = k + sinusoidal_table(k_pos, dh, sinusoidal_base).astype(k.dtype)
@@ -318,7 +320,7 @@ class Model:
     """Parameters plus jitted entry points, mirroring the Gemma wrapper's API.
 
     ``forward(tokens)`` and ``forward_from_embeddings(emb)`` return (logits, hidden_states, attentions)
-    like ``replicate.glasses.gemma3``; :meth:`final` maps embeddings to y (seq, width) for sensitivity.
+    like ``replicate.glasses.gemma``; :meth:`final` maps embeddings to y (seq, width) for sensitivity.
     """
 
     def __init__(self, cfg: TransformerConfig, params: Any):
@@ -421,6 +423,12 @@ class SyntheticConfig:
         return self.std if self.std is not None else 1.0 / math.sqrt(self.width)
 
 
+def pe_label(pe: str, sinusoidal_mode: str = "attention") -> str:
+    """Display name of a positional encoding: "NoPE" for "none", and " (added to input)" for the
+    sinusoidal PE added to the residual stream instead of the queries and keys."""
+    return {"none": "NoPE"}.get(pe, pe) + (" (added to input)" if sinusoidal_mode == "input" else "")
+
+
 FIG8_SETUP = SyntheticConfig(pe="sinusoidal")  # App. C.3
 FIG10_SETUP = dict(std=1.0, normalise="layer")  # App. C.4, with pe in {"none", "sinusoidal", "rope", "alibi"}
 
@@ -519,18 +527,20 @@ def collapse_synthetic(key: jax.Array, n: int, cfg: SyntheticConfig) -> dict[str
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     a, b = collapse_synthetic_outputs(jnp.asarray(key)[None], n, cfg)
-    return representation_difference(a[0], b[0])
+    return collapse.representation_difference(a[0], b[0])
 
 
-def representation_difference(a: jax.Array, b: jax.Array) -> dict[str, float]:
-    """L1, L2, L∞ distance between two representations (computed in float32), and bit-identity."""
-    d = np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)
-    return {
-        "l1": float(np.abs(d).sum()),
-        "l2": float(np.sqrt((d.astype(np.float64) ** 2).sum())),
-        "linf": float(np.abs(d).max()),
-        "identical": bool(np.array_equal(np.asarray(a), np.asarray(b))),
-    }
+def collapse_synthetic_with_rounding(keys: jax.Array, ns, cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Fig. 8/10 curves with bf16's resolution: per seed and length, the L1/L2/L∞ norms of z_n − z*_{n+1}
+    computed in ``cfg.dtype`` (S, len(ns), 3) and the rounding error of the same outputs computed in
+    bfloat16, max(‖z_bf16 − z‖∞, ‖z*_bf16 − z*‖∞) (S, len(ns)); both float64.
+
+    Below the rounding error, bf16 cannot resolve the two sequences.
+    """
+    cfg16 = dataclasses.replace(cfg, dtype="bfloat16")
+    a, b = (np.asarray(t, np.float64) for t in collapse_synthetic_curve(keys, ns, cfg))  # (S, len(ns), d)
+    a16, b16 = (np.asarray(t.astype(jnp.float32), np.float64) for t in collapse_synthetic_curve(keys, ns, cfg16))
+    return collapse.difference_norms(a, b), collapse.rounding_error(a, b, a16, b16)
 
 
 # ============================================================================ token constructions (Fig. 1a)
@@ -541,7 +551,7 @@ def ones_then_zero(k: int) -> np.ndarray:
     return np.array([1] * k + [0], dtype=np.int32)
 
 
-def collapse_pair(construction: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+def collapse_token_pair(construction: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The two token sequences compared at length n.
 
     ``"repeat_last"`` (Thm 4.2): a fixed-pattern prefix ending in token 0, [v, v_a] vs [v, v_a, v_a];
@@ -587,9 +597,9 @@ def _compiled_final_at(cfg: TransformerConfig):
 
 
 def token_final_pairs(model: Model, construction: str, ns: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Final-token representations y of the two sequences of :func:`collapse_pair` for each n:
+    """Final-token representations y of the two sequences of :func:`collapse_token_pair` for each n:
     two (len(ns), width) arrays in the model's compute dtype."""
-    pairs = [collapse_pair(construction, n) for n in ns]
+    pairs = [collapse_token_pair(construction, n) for n in ns]
     width = max(len(b) for _, b in pairs)
     rows, pos = [], []
     for a, b in pairs:
@@ -599,9 +609,3 @@ def token_final_pairs(model: Model, construction: str, ns: list[int]) -> tuple[n
     ys = np.asarray(final_at_positions(model, np.stack(rows), np.array(pos)))
     return ys[0::2], ys[1::2]
 
-
-def token_collapse(model: Model, construction: str, ns: list[int]) -> list[dict[str, float]]:
-    """Fig. 1(a) measured: for each n, the distance between the final-token representations y of
-    the two sequences of :func:`collapse_pair` (L1, L2, L∞, and bit-identity in the model's dtype)."""
-    ya, yb = token_final_pairs(model, construction, ns)
-    return [representation_difference(a, b) for a, b in zip(ya, yb)]
