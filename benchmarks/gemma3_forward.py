@@ -108,25 +108,38 @@ def main() -> None:
         for k in sweep:
             block(model.forward(base_ids[:k], attentions=False, all_logits=False, pad=pad).logits)
         wall = time.perf_counter() - t0
-        rows.append({
-            "tokens": f"sweep {sweep[0]}..{sweep[-1]} ({len(sweep)} lengths), " + ("bucketed (pad to 128)" if pad else "unpadded (pad=False)"),
-            "JAX (ours) s": wall, "compilations": gemma.forward_embeddings._cache_size() - before,
-        })
+        rows.append(
+            {
+                "tokens": f"sweep {sweep[0]}..{sweep[-1]} ({len(sweep)} lengths), "
+                + ("bucketed (pad to 128)" if pad else "unpadded (pad=False)"),
+                "JAX (ours) s": wall,
+                "compilations": gemma.forward_embeddings._cache_size() - before,
+            }
+        )
         print(rows[-1], flush=True)
 
     load = os.getloadavg()
     notes = (
         f"Gemma 3 270M (Q4_K_M GGUF dequantised to float32), one sequence, all 18 layers, last-position logits. "
         f"CPU, {threads} cores, load average {load[0]:.1f} at the end (the machine was shared with other jobs; "
-        f"the two implementations alternate, so both saw the same load). transformers {__import__('transformers').__version__} "
-        f"({ref.config._attn_implementation} attention, torch {torch.__version__}, timed with 1 and {threads} threads: on an "
-        f"oversubscribed machine OpenMP's spinning threads can make more threads slower, so the speed-up uses the faster setting); "
+        f"the two implementations alternate, so both saw the same load). "
+        f"transformers {__import__('transformers').__version__} "
+        f"({ref.config._attn_implementation} attention, torch {torch.__version__}, "
+        f"timed with 1 and {threads} threads: on an "
+        "oversubscribed machine OpenMP's spinning threads can make more threads slower, "
+        "so the speed-up uses the faster setting); "
         f"jax {jax.__version__} (XLA's own thread pool). Times are medians over "
-        f"{repeats} alternating calls after a warm-up; 'first call' includes XLA compilation. Speed-up > 1: ours is faster."
+        f"{repeats} alternating calls after a warm-up; 'first call' includes XLA compilation. "
+        "Speed-up > 1: ours is faster."
     )
     if args.no_write:
         return
-    write_results("gemma3_forward", rows, title="Gemma 3 270M forward pass: JAX (ours, jitted) vs transformers (PyTorch), CPU float32", notes=notes)
+    write_results(
+        "gemma3_forward",
+        rows,
+        title="Gemma 3 270M forward pass: JAX (ours, jitted) vs transformers (PyTorch), CPU float32",
+        notes=notes,
+    )
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ def test_gemma_pair_sweep_and_summaries_with_a_fake_model():
 
 
 def test_holds_from_n():
-    t = pd.DataFrame({"kind": ["a"] * 4 + ["b"] * 2, "n": [1, 4, 16, 64, 1, 4], "ok": [True, False, True, True, True, False]})
+    t = pd.DataFrame(
+        {"kind": ["a"] * 4 + ["b"] * 2, "n": [1, 4, 16, 64, 1, 4], "ok": [True, False, True, True, True, False]}
+    )
     assert collapse.holds_from_n(t, "a", "ok") == 16  # holds at 16 and every larger n
     assert collapse.holds_from_n(t.iloc[::-1], "a", "ok") == 16  # order of rows does not matter
     assert collapse.holds_from_n(t, "b", "ok") is None  # fails at the largest n
@@ -140,7 +142,9 @@ def test_pair_difference_shared_forward_matches_separate_forwards(gemma_model):
     head = np.asarray(model.params["embed"])
     assert (d.argmax_a, d.argmax_b) == (int((head @ y_a).argmax()), int((head @ y_b).argmax()))
     # A pair whose tokens do not extend (the comma variant regroups) takes two forwards.
-    c = collapse.pair_difference(model, "Can you copy the following number? 1,111", "Can you copy the following number? 11,111")
+    c = collapse.pair_difference(
+        model, "Can you copy the following number? 1,111", "Can you copy the following number? 11,111"
+    )
     assert not c.shared_forward and c.mean_abs > 0
     # The same prompt twice: bit-identical, zero difference.
     same = collapse.pair_difference(model, a, a)

@@ -26,7 +26,9 @@ def _prompts(model):
     digits = "".join(rng.choice(list("0123456789"), 700))
     return {
         "short": "Hello",
-        "ones": "Consider the following sequence: " + " ".join("1" * 60) + " 0. What is the last digit in this sequence?",
+        "ones": "Consider the following sequence: "
+        + " ".join("1" * 60)
+        + " 0. What is the last digit in this sequence?",
         "long": "What is the last digit of the following sequence? " + digits,
     }
 
@@ -127,7 +129,9 @@ def test_forward_from_embeddings_is_differentiable(gemma_model):
     model = gemma_model
     ids = model.tokenize("1 1 1 0")
     emb = model.embed(ids)
-    np.testing.assert_array_equal(np.asarray(model.forward(ids).logits), np.asarray(model.forward_from_embeddings(emb).logits))
+    np.testing.assert_array_equal(
+        np.asarray(model.forward(ids).logits), np.asarray(model.forward_from_embeddings(emb).logits)
+    )
 
     def final(e):
         return model.final_from_embeddings(e)[-1]
@@ -178,7 +182,9 @@ def test_rope_tables_agree_with_the_positions_rope_of_the_synthetic_model(base):
     pos = jnp.arange(seq)
     cos, sin = gemma.rope_cos_sin(pos, base, d, jnp.float32)
     ours = np.asarray(gemma.apply_rope_tables(jnp.asarray(x), cos, sin))
-    other = np.asarray(transformer.apply_rope_at_positions(jnp.asarray(x.transpose(1, 0, 2)), pos, base)).transpose(1, 0, 2)
+    other = np.asarray(transformer.apply_rope_at_positions(jnp.asarray(x.transpose(1, 0, 2)), pos, base)).transpose(
+        1, 0, 2
+    )
     np.testing.assert_allclose(ours, other, atol=2e-5)
     np.testing.assert_allclose(ours[0], x[0])  # position 0: no rotation
     np.testing.assert_allclose(np.linalg.norm(ours, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-5)  # a rotation

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -36,7 +37,9 @@ def test_generate_past_sliding_window(gemma_model):
     # The cached local layers must drop keys more than `sliding_window` back. Checked cheaply with a
     # copy of the model whose window is 8 tokens (same weights): KV-cache decoding must equal the
     # uncached forward (whose window handling the transformers comparison above covers at 512).
-    small = gemma.Gemma3(dataclasses.replace(model.config, sliding_window=8), model.params, model.tokenizer, model.dtype)
+    small = gemma.Gemma3(
+        dataclasses.replace(model.config, sliding_window=8), model.params, model.tokenizer, model.dtype
+    )
     ids = small.tokenize("1 2 3 4 5 6 7 8 9 10 11")
     new = generation.generate_ids(small, ids, 6, stop_at_eos=False)
     seq = list(ids)
@@ -45,7 +48,9 @@ def test_generate_past_sliding_window(gemma_model):
     assert new == seq[len(ids) :]
     assert small.forward(ids, attentions=False, all_logits=False).logits.shape == (model.config.vocab_size,)
     # and the window matters: the full model's attention differs
-    assert not np.allclose(np.asarray(small.forward(ids).hidden_states[-1]), np.asarray(model.forward(ids).hidden_states[-1]))
+    assert not np.allclose(
+        np.asarray(small.forward(ids).hidden_states[-1]), np.asarray(model.forward(ids).hidden_states[-1])
+    )
 
 
 def test_bfloat16_runs_and_agrees_roughly():
@@ -53,4 +58,6 @@ def test_bfloat16_runs_and_agrees_roughly():
     ids = bf.tokenize("The capital of France is")
     out = bf.forward(ids, attentions=False)
     assert out.logits.dtype == jnp.bfloat16 and out.hidden_states.dtype == jnp.bfloat16
-    assert generation.generate_ids(bf, ids, 3, stop_at_eos=False)[:1] == [int(np.asarray(out.logits[-1]).astype(np.float32).argmax())]
+    assert generation.generate_ids(bf, ids, 3, stop_at_eos=False)[:1] == [
+        int(np.asarray(out.logits[-1]).astype(np.float32).argmax())
+    ]

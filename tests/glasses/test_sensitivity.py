@@ -56,14 +56,18 @@ def test_linear_closed_forms():
     # y = L v with L lower-triangular mixing: ∂y_n/∂v_i = L_{n,i} I_d, norm = |L_{n,i}| sqrt(d)
     lam = theory.uniform_causal_attention(5).astype(np.float32)
     g = lambda e: jnp.asarray(lam) @ e  # noqa: E731
-    np.testing.assert_allclose(sensitivity.jacobian_norms(g, np.ones((5, 3), np.float32)), lam[-1] * np.sqrt(3), rtol=1e-6)
+    np.testing.assert_allclose(
+        sensitivity.jacobian_norms(g, np.ones((5, 3), np.float32)), lam[-1] * np.sqrt(3), rtol=1e-6
+    )
 
 
 def test_frozen_attention_layer_obeys_the_bound():
     """Thm 5.1 with its assumption (ii), attention treated as constant: one attention-only layer,
     no norms, y = v + (Λ v W_v) W_o  =>  ∂y_n/∂v_i = δ_ni I + Λ_ni W_v W_o, so
     ‖∂y_n/∂v_i‖_2 <= max(1, ‖W_v W_o‖_2) · (Λ_ni + δ_ni) (the bound with β = 1)."""
-    cfg = transformer.TransformerConfig(width=8, heads=1, layers=1, pe="rope", norm="none", mlp_ratio=0, final_norm=False)
+    cfg = transformer.TransformerConfig(
+        width=8, heads=1, layers=1, pe="rope", norm="none", mlp_ratio=0, final_norm=False
+    )
     model = transformer.Model.init(cfg, rng.key(3))
     emb = jnp.asarray(np.random.default_rng(3).normal(size=(6, 8)).astype(np.float32))
     lam = np.asarray(model.run(embeddings=emb).attentions[0, 0], np.float64)
@@ -93,8 +97,9 @@ def test_validation(small):
 def test_frozen_attention_model_jacobian_is_the_value_path():
     """With freeze_attention, the model's Jacobian is exactly Thm 5.1's linearisation:
     ∂y_n/∂v_i = δ_ni I + Λ_ni (W_v W_o)ᵀ for one attention-only layer without norms."""
-    cfg = transformer.TransformerConfig(width=8, heads=1, layers=1, pe="alibi", norm="none", mlp_ratio=0, final_norm=False,
-                               freeze_attention=True)
+    cfg = transformer.TransformerConfig(
+        width=8, heads=1, layers=1, pe="alibi", norm="none", mlp_ratio=0, final_norm=False, freeze_attention=True
+    )
     model = transformer.Model.init(cfg, rng.key(4))
     emb = jnp.asarray(np.random.default_rng(4).normal(size=(6, 8)).astype(np.float32))
     lam = np.asarray(model.run(embeddings=emb).attentions[0, 0], np.float64)
@@ -122,7 +127,9 @@ def test_compare_with_bound():
 
 def test_model_jacobian_norms_matches_generic(small):
     model, emb = small
-    np.testing.assert_allclose(sensitivity.model_jacobian_norms(model, emb), sensitivity.jacobian_norms(model.final, emb), rtol=1e-5)
+    np.testing.assert_allclose(
+        sensitivity.model_jacobian_norms(model, emb), sensitivity.jacobian_norms(model.final, emb), rtol=1e-5
+    )
     assert np.all(sensitivity.model_jacobian_norms(model, emb, position=2)[3:] == 0)  # causal
     gains = transformer.attention_branch_gains(model, model.run(embeddings=emb).hidden_states)
     assert gains.shape == (2,) and np.all(gains > 0)

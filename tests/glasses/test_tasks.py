@@ -7,7 +7,6 @@ import pytest
 
 from replicate.glasses import tasks
 
-
 # --- prompts: the paper's App. C.1 / C.5 / Sec. 4 text, verbatim --------------------------------
 
 

@@ -53,8 +53,8 @@ def np_forward(params, cfg, x):
     if cfg.pe == "sinusoidal" and cfg.sinusoidal_mode == "input":
         x = x + np_sinusoidal(n, cfg.width)
     states, attns = [x], []
-    for l in range(cfg.layers):
-        b = p[f"block_{l}"]
+    for layer in range(cfg.layers):
+        b = p[f"block_{layer}"]
         h = np_norm(x, cfg.norm, b["norm_1"]["scale"] if cfg.norm != "none" else None)
         q, k, v = h @ b["q"]["kernel"], h @ b["k"]["kernel"], h @ b["v"]["kernel"]
         heads_out, heads_w = [], []
@@ -68,8 +68,17 @@ def np_forward(params, cfg, x):
             s = qh @ kh.T / math.sqrt(cfg.head_dim)
             w = np.zeros((n, n))
             for i in range(n):
-                allowed = [j for j in range(n) if (not cfg.causal or j <= i) and (cfg.window is None or abs(i - j) < cfg.window)]
-                logits = np.array([s[i, j] - (2 ** (-8 * (hh + 1) / cfg.heads) * abs(i - j) if cfg.pe == "alibi" else 0) for j in allowed])
+                allowed = [
+                    j
+                    for j in range(n)
+                    if (not cfg.causal or j <= i) and (cfg.window is None or abs(i - j) < cfg.window)
+                ]
+                logits = np.array(
+                    [
+                        s[i, j] - (2 ** (-8 * (hh + 1) / cfg.heads) * abs(i - j) if cfg.pe == "alibi" else 0)
+                        for j in allowed
+                    ]
+                )
                 e = np.exp(logits - logits.max())
                 w[i, allowed] = e / e.sum()
             heads_w.append(w)
@@ -114,7 +123,9 @@ def test_forward_matches_numpy(kw):
 @pytest.mark.parametrize("pe", transformer.PE_TYPES)
 def test_attention_invariants(pe):
     cfg = transformer.TransformerConfig(width=16, heads=2, layers=2, pe=pe, window=5)
-    out = transformer.Model.init(cfg, rng.key(1)).run(embeddings=np.random.default_rng(0).normal(size=(12, 16)).astype(np.float32))
+    out = transformer.Model.init(cfg, rng.key(1)).run(
+        embeddings=np.random.default_rng(0).normal(size=(12, 16)).astype(np.float32)
+    )
     a = np.asarray(out.attentions)
     np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-6)  # rows are distributions
     assert np.all(a >= 0)
@@ -143,15 +154,30 @@ def test_prop_b9_no_pe_no_mask_cannot_count():
     model = transformer.Model.init(cfg, rng.key(3))
     a = model.run(np.array([1, 0], np.int32))
     b = model.run(np.array([1, 1, 0, 0], np.int32))
-    for l in range(cfg.layers + 1):
-        np.testing.assert_allclose(a.hidden_states[l, 0], b.hidden_states[l, 0], atol=1e-5)  # the '1's
-        np.testing.assert_allclose(a.hidden_states[l, 1], b.hidden_states[l, 3], atol=1e-5)  # the '0's
+    for layer in range(cfg.layers + 1):
+        np.testing.assert_allclose(a.hidden_states[layer, 0], b.hidden_states[layer, 0], atol=1e-5)  # the '1's
+        np.testing.assert_allclose(a.hidden_states[layer, 1], b.hidden_states[layer, 3], atol=1e-5)  # the '0's
     np.testing.assert_allclose(a.final[-1], b.final[-1], atol=1e-5)
     # a causal mask (or a PE) breaks the symmetry
     causal = transformer.Model(transformer.TransformerConfig(**{**cfg.__dict__, "causal": True}), model.params)
-    assert np.abs(np.asarray(causal.run(np.array([1, 0], np.int32)).final[-1] - causal.run(np.array([1, 1, 0, 0], np.int32)).final[-1])).max() > 1e-3
+    assert (
+        np.abs(
+            np.asarray(
+                causal.run(np.array([1, 0], np.int32)).final[-1]
+                - causal.run(np.array([1, 1, 0, 0], np.int32)).final[-1]
+            )
+        ).max()
+        > 1e-3
+    )
     rope = transformer.Model(transformer.TransformerConfig(**{**cfg.__dict__, "pe": "rope"}), model.params)
-    assert np.abs(np.asarray(rope.run(np.array([1, 0], np.int32)).final[-1] - rope.run(np.array([1, 1, 0, 0], np.int32)).final[-1])).max() > 1e-3
+    assert (
+        np.abs(
+            np.asarray(
+                rope.run(np.array([1, 0], np.int32)).final[-1] - rope.run(np.array([1, 1, 0, 0], np.int32)).final[-1]
+            )
+        ).max()
+        > 1e-3
+    )
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -278,10 +304,14 @@ def test_collapse_synthetic_with_rounding_matches_direct_runs():
         for t, n in enumerate([4, 9]):
             za, zb = (np.asarray(z[s], np.float64) for z in transformer.collapse_synthetic_outputs(keys, n, cfg))
             d = za - zb
-            np.testing.assert_allclose(diffs[s, t], [np.abs(d).sum(), np.linalg.norm(d), np.abs(d).max()], rtol=2e-5, atol=1e-7)
+            np.testing.assert_allclose(
+                diffs[s, t], [np.abs(d).sum(), np.linalg.norm(d), np.abs(d).max()], rtol=2e-5, atol=1e-7
+            )
             cfg16 = transformer.SyntheticConfig(pe="rope", std=1.0, normalise="layer", dtype="bfloat16")
-            a16, b16 = (np.asarray(z[s].astype(jnp.float32), np.float64)
-                        for z in transformer.collapse_synthetic_outputs(keys, n, cfg16))
+            a16, b16 = (
+                np.asarray(z[s].astype(jnp.float32), np.float64)
+                for z in transformer.collapse_synthetic_outputs(keys, n, cfg16)
+            )
             ref = max(np.abs(a16 - za).max(), np.abs(b16 - zb).max())
             np.testing.assert_allclose(noise[s, t], ref, rtol=0.05, atol=2e-3)
     assert np.all(noise > 0) and np.all(noise < 0.1)  # bf16 rounds outputs of size ~1 by ~2^-8

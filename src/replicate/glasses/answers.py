@@ -47,12 +47,19 @@ def prediction_modes(count: pd.DataFrame, conditions: Sequence[str]) -> list[dic
     for condition in conditions:
         pred = count[(count.condition == condition) & count.parsed].predicted
         vc = pred.value_counts()
-        rows.append({"condition": condition, "answers": int((count.condition == condition).sum()), "parsed": int(len(pred)),
-                     "most common prediction": int(vc.index[0]) if len(vc) else None, "its count": int(vc.iloc[0]) if len(vc) else 0,
-                     "exact": int(count[count.condition == condition].correct.sum())})
+        rows.append(
+            {
+                "condition": condition,
+                "answers": int((count.condition == condition).sum()),
+                "parsed": int(len(pred)),
+                "most common prediction": int(vc.index[0]) if len(vc) else None,
+                "its count": int(vc.iloc[0]) if len(vc) else 0,
+                "exact": int(count[count.condition == condition].correct.sum()),
+            }
+        )
     return rows
 
 
 def check_mark(accuracy: float) -> str:
-    """"✓" for an accuracy of 1 (every answer right), "✗" otherwise: the cells of the copy table."""
+    """ "✓" for an accuracy of 1 (every answer right), "✗" otherwise: the cells of the copy table."""
     return "✓" if accuracy == 1 else "✗"

@@ -129,7 +129,9 @@ def pair_difference(model, prompt_a: str, prompt_b: str) -> PairDifference:
     )
 
 
-def gemma_pair_sweep(models: Mapping[str, object], kinds: Sequence[str], lengths: Sequence[int], digit_seeds: int = 1) -> pd.DataFrame:
+def gemma_pair_sweep(
+    models: Mapping[str, object], kinds: Sequence[str], lengths: Sequence[int], digit_seeds: int = 1
+) -> pd.DataFrame:
     """:func:`pair_difference` for every model (keyed by dtype), construction and length: one row each.
 
     The prompts are :func:`replicate.glasses.tasks.collapse_prompt_pair`; ``count_digits`` runs
@@ -144,11 +146,26 @@ def gemma_pair_sweep(models: Mapping[str, object], kinds: Sequence[str], lengths
                 for seed in range(digit_seeds if kind == "count_digits" else 1):
                     a, b = tasks.collapse_prompt_pair(kind, n, rng.numpy_rng(seed, n))
                     d = pair_difference(model, a, b)
-                    rows.append({"dtype": dtype, "kind": kind, "n": n, "seed": seed, "tokens": d.tokens_b,
-                                 "mean": d.mean_abs, "min": d.min_abs, "max": d.max_abs, "rel_l2": d.rel_l2,
-                                 "identical": d.identical, "identical_fraction": d.identical_fraction,
-                                 "same_argmax": d.same_argmax, "argmax_a": d.argmax_a, "argmax_b": d.argmax_b,
-                                 "y_a": d.y_a, "y_b": d.y_b})
+                    rows.append(
+                        {
+                            "dtype": dtype,
+                            "kind": kind,
+                            "n": n,
+                            "seed": seed,
+                            "tokens": d.tokens_b,
+                            "mean": d.mean_abs,
+                            "min": d.min_abs,
+                            "max": d.max_abs,
+                            "rel_l2": d.rel_l2,
+                            "identical": d.identical,
+                            "identical_fraction": d.identical_fraction,
+                            "same_argmax": d.same_argmax,
+                            "argmax_a": d.argmax_a,
+                            "argmax_b": d.argmax_b,
+                            "y_a": d.y_a,
+                            "y_b": d.y_b,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -156,13 +173,21 @@ def length_curve(df: pd.DataFrame, kind: str, dtype: str) -> pd.DataFrame:
     """Per length: mean over seeds of the channel mean, min over seeds of the channel min, max of the max
     (and mean rel_l2, all-identical, mean identical share, all-same-argmax, tokens), indexed by n."""
     sub = df[(df.kind == kind) & (df.dtype == dtype)]
-    return sub.groupby("n").agg(mean=("mean", "mean"), min=("min", "min"), max=("max", "max"), rel_l2=("rel_l2", "mean"),
-                                identical=("identical", "all"), identical_fraction=("identical_fraction", "mean"),
-                                same_argmax=("same_argmax", "all"), tokens=("tokens", "max"))
+    return sub.groupby("n").agg(
+        mean=("mean", "mean"),
+        min=("min", "min"),
+        max=("max", "max"),
+        rel_l2=("rel_l2", "mean"),
+        identical=("identical", "all"),
+        identical_fraction=("identical_fraction", "mean"),
+        same_argmax=("same_argmax", "all"),
+        tokens=("tokens", "max"),
+    )
 
 
-def plot_length_curves(ax, df: pd.DataFrame, kind: str, lengths: Sequence[int], title: str,
-                       paper: Mapping[int, float] | None = None) -> None:
+def plot_length_curves(
+    ax, df: pd.DataFrame, kind: str, lengths: Sequence[int], title: str, paper: Mapping[int, float] | None = None
+) -> None:
     """Fig. 5/12 panel: the mean channel difference with its min-max band per dtype present in ``df``
     (float32 solid, bfloat16 dashed), the paper's values read off its plot, and the bf16 line."""
     x = np.arange(len(lengths))
@@ -171,14 +196,29 @@ def plot_length_curves(ax, df: pd.DataFrame, kind: str, lengths: Sequence[int], 
         if dtype not in present:
             continue
         c = length_curve(df, kind, dtype).loc[lengths]
-        plotting.band(ax, x, c["mean"], np.maximum(c["min"], 1e-5), c["max"], label=f"Gemma 3 270M, {dtype} (mean; min-max band)",
-                      linestyle=style[1:], marker=style[0], alpha=0.15)
+        plotting.band(
+            ax,
+            x,
+            c["mean"],
+            np.maximum(c["min"], 1e-5),
+            c["max"],
+            label=f"Gemma 3 270M, {dtype} (mean; min-max band)",
+            linestyle=style[1:],
+            marker=style[0],
+            alpha=0.15,
+        )
     if paper:
         xs = [i for i, n in enumerate(lengths) if n in paper]
         ax.plot(xs, [paper[lengths[i]] for i in xs], "k^:", label="paper, Gemma 7B (mean, read off the plot)")
     plotting.bf16_line(ax)
-    ax.set(yscale="log", xticks=x, xticklabels=[str(n) for n in lengths], xlabel="sequence length n",
-           ylabel=r"$|y_n - y^*_{n+1}|$ over channels", title=title)
+    ax.set(
+        yscale="log",
+        xticks=x,
+        xticklabels=[str(n) for n in lengths],
+        xlabel="sequence length n",
+        ylabel=r"$|y_n - y^*_{n+1}|$ over channels",
+        title=title,
+    )
 
 
 def precision_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -193,13 +233,25 @@ def precision_table(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (kind, n), grp in df.groupby(["kind", "n"], sort=False):
         f = grp[grp.dtype == "float32"]
-        row = {"kind": kind, "n": n, "fp32 mean diff": float(f["mean"].mean()), "fp32 same argmax": bool(f["same_argmax"].all())}
+        row = {
+            "kind": kind,
+            "n": n,
+            "fp32 mean diff": float(f["mean"].mean()),
+            "fp32 same argmax": bool(f["same_argmax"].all()),
+        }
         if has_bf16:
             b = grp[grp.dtype == "bfloat16"]
             noise = float(np.mean([np.abs(yb - yf).mean() for yb, yf in zip(b["y_a"], f["y_a"])]))
-            row.update({"bf16 mean diff": float(b["mean"].mean()), "bf16 rounding |y_bf16 - y_fp32|": noise,
-                        "bf16 bit-identical": bool(b["identical"].all()), "bf16 identical channels": float(b["identical_fraction"].mean()),
-                        "bf16 same argmax": bool(b["same_argmax"].all()), "fp32 diff < bf16 rounding": float(f["mean"].mean()) < noise})
+            row.update(
+                {
+                    "bf16 mean diff": float(b["mean"].mean()),
+                    "bf16 rounding |y_bf16 - y_fp32|": noise,
+                    "bf16 bit-identical": bool(b["identical"].all()),
+                    "bf16 identical channels": float(b["identical_fraction"].mean()),
+                    "bf16 same argmax": bool(b["same_argmax"].all()),
+                    "fp32 diff < bf16 rounding": float(f["mean"].mean()) < noise,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 

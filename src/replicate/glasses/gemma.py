@@ -140,7 +140,7 @@ def masks_and_rope(cfg: Gemma3Config, q_pos, k_pos, dtype):
 
 def global_layer_flags(cfg: Gemma3Config) -> jax.Array:
     """(layers,) bool: which layers attend globally (the others use the sliding window)."""
-    return jnp.asarray([cfg.is_global(l) for l in range(cfg.n_layers)])
+    return jnp.asarray([cfg.is_global(layer) for layer in range(cfg.n_layers)])
 
 
 @partial(jax.jit, static_argnames=("cfg", "attentions", "all_logits"))
@@ -239,9 +239,13 @@ class Gemma3:
         ids = self.check_ids(token_ids)
         return self.params["embed"][jnp.asarray(ids)] * jnp.asarray(np.sqrt(self.config.width), self.dtype)
 
-    def forward(self, token_ids, *, attentions: bool = True, all_logits: bool = True, pad: bool = True) -> ForwardOutput:
+    def forward(
+        self, token_ids, *, attentions: bool = True, all_logits: bool = True, pad: bool = True
+    ) -> ForwardOutput:
         """Logits, hidden states and attention weights for one sequence (see module docstring)."""
-        return self.forward_from_embeddings(self.embed(token_ids), attentions=attentions, all_logits=all_logits, pad=pad)
+        return self.forward_from_embeddings(
+            self.embed(token_ids), attentions=attentions, all_logits=all_logits, pad=pad
+        )
 
     def forward_from_embeddings(
         self, emb, *, attentions: bool = True, all_logits: bool = True, pad: bool = True

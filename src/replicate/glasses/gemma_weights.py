@@ -70,7 +70,7 @@ class Gemma3Config:
 
     @property
     def global_layers(self) -> tuple[int, ...]:
-        return tuple(l for l in range(self.n_layers) if self.is_global(l))
+        return tuple(layer for layer in range(self.n_layers) if self.is_global(layer))
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,8 +197,8 @@ def dequantize_gguf(path: str | os.PathLike) -> tuple[Gemma3Config, dict[str, np
         raise ValueError("this GGUF has an untied output head; Gemma 3 ties it to the embedding")
     for gname, ours in LAYER_TENSORS.items():
         per_layer = []
-        for l in range(cfg.n_layers):
-            w = deq(f"blk.{l}.{gname}.weight")
+        for layer in range(cfg.n_layers):
+            w = deq(f"blk.{layer}.{gname}.weight")
             if gname.endswith("norm"):
                 w = w - np.float32(1.0)
             else:
@@ -230,7 +230,8 @@ def ensure_cache() -> Path:
     marker = d / "config.json"
     if marker.exists():
         meta = json.loads(marker.read_text())
-        if meta.get("cache_version") == _CACHE_VERSION and (d / "weights.npz").exists() and (d / "tokenizer.json").exists():
+        complete = (d / "weights.npz").exists() and (d / "tokenizer.json").exists()
+        if meta.get("cache_version") == _CACHE_VERSION and complete:
             return d
     path = gguf_path()
     cfg, arrays = dequantize_gguf(path)

@@ -102,7 +102,9 @@ def generate_ids(model: gemma.Gemma3, token_ids, max_new_tokens: int, *, stop_at
     prompt = np.full(p, cfg.pad_id, np.int32)
     prompt[:n] = ids
     toks = np.asarray(
-        greedy_decode(model.params, jnp.asarray(prompt), jnp.int32(n), cfg=cfg, cache_len=cache_len, max_new_tokens=max_new_tokens)
+        greedy_decode(
+            model.params, jnp.asarray(prompt), jnp.int32(n), cfg=cfg, cache_len=cache_len, max_new_tokens=max_new_tokens
+        )
     ).tolist()
     if stop_at_eos and cfg.eos_id in toks:
         toks = toks[: toks.index(cfg.eos_id)]

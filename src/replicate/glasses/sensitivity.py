@@ -106,7 +106,9 @@ def jacobian_norms_fd(f: Callable, emb: np.ndarray, *, position: int = -1, eps: 
             plus, minus = emb.copy(), emb.copy()
             plus[i, c] += eps
             minus[i, c] -= eps
-            col = (np.asarray(f(plus), dtype=np.float64)[position] - np.asarray(f(minus), dtype=np.float64)[position]) / (2 * eps)
+            col = (
+                np.asarray(f(plus), dtype=np.float64)[position] - np.asarray(f(minus), dtype=np.float64)[position]
+            ) / (2 * eps)
             sq += float(np.sum(col**2))
         norms[i] = np.sqrt(sq)
     return norms
@@ -172,7 +174,9 @@ def compare_with_bound(measured: np.ndarray, attentions, *, position: int = -1, 
         raise ValueError(f"measured has shape {measured.shape}; expected ({n},) to match the attention")
     bound = theory.oversquashing_bound(lams, position=position, betas=beta)
     pos = n + position if position < 0 else position
-    paths = np.array([theory.causal_path_count(pos + 1, i + 1, layers) if i <= pos else 0 for i in range(n)], dtype=np.float64)
+    paths = np.array(
+        [theory.causal_path_count(pos + 1, i + 1, layers) if i <= pos else 0 for i in range(n)], dtype=np.float64
+    )
     valid = slice(0, pos + 1)
     rho = spearmanr(measured[valid], bound[valid]).statistic if pos >= 2 else float("nan")
     return {

@@ -52,7 +52,9 @@ COPY_LAST_TYPE2 = (
 #: Fig. 3 / 6 (App. C.1) counting prompts (no chain of thought).
 SUM_PROMPT = "Please perform the following sum: {seq}. " + MATHS_ANSWER_FORMAT
 COUNT_ONES_PROMPT = "Please count the number of ones in the following sequence: {seq}. " + MATHS_ANSWER_FORMAT
-COUNT_CAR_PROMPT = "Please count the number of times 'car' appears in the following sentence: '{seq}'. " + MATHS_ANSWER_FORMAT
+COUNT_CAR_PROMPT = (
+    "Please count the number of times 'car' appears in the following sentence: '{seq}'. " + MATHS_ANSWER_FORMAT
+)
 #: Chain-of-thought prefix (App. C.1); its worked examples are only partly quoted in the notes, so the
 #: notebooks do not run the CoT rows on a 270M base model.
 COT_PREFIX = "Let's think step by step, showing me your reasoning. Here are a few examples:"
@@ -104,9 +106,19 @@ FEW_SHOT_EXAMPLES: dict[str, tuple[tuple[str, int], ...]] = {
     "count_car": (("car car", 2), ("car car car car car", 5)),
 }
 #: Which example set each task uses (the copy-last variants share the last-digit examples).
-FEW_SHOT_TASK = {"first": "first", "last": "last", "last_hint": "last", "interleaved_01": "last", "interleaved_10": "last",
-                 "last_type1": "last", "last_type2": "last", "sum": "sum", "count_ones": "count_ones",
-                 "count_bernoulli": "count_bernoulli", "count_car": "count_car"}
+FEW_SHOT_TASK = {
+    "first": "first",
+    "last": "last",
+    "last_hint": "last",
+    "interleaved_01": "last",
+    "interleaved_10": "last",
+    "last_type1": "last",
+    "last_type2": "last",
+    "sum": "sum",
+    "count_ones": "count_ones",
+    "count_bernoulli": "count_bernoulli",
+    "count_car": "count_car",
+}
 
 
 def few_shot_prompt(template: str, seq: str, examples: Sequence[tuple[str, int]], answer_prefix: str) -> str:
@@ -142,12 +154,12 @@ def ones(n: int) -> tuple[str, int]:
 
 
 def copy_last_sequence(n: int) -> tuple[str, int]:
-    """"1…10": n digits, the last one 0; answer 0 (Fig. 2(a) last-token copying)."""
+    """ "1…10": n digits, the last one 0; answer 0 (Fig. 2(a) last-token copying)."""
     return "1" * (_check_n(n, 2) - 1) + "0", 0
 
 
 def copy_first_sequence(n: int) -> tuple[str, int]:
-    """"01…1": n digits, the first one 0; answer 0 (Fig. 2(a) first-token copying)."""
+    """ "01…1": n digits, the first one 0; answer 0 (Fig. 2(a) first-token copying)."""
     return "0" + "1" * (_check_n(n, 2) - 1), 0
 
 
@@ -167,7 +179,7 @@ def interleaved_sequence(n: int, first: str = "1") -> tuple[str, int]:
 
 
 def sum_ones(n: int) -> tuple[str, int]:
-    """"1+1+…+1" with n ones; answer n (Fig. 3, first column)."""
+    """ "1+1+…+1" with n ones; answer n (Fig. 3, first column)."""
     return "+".join(["1"] * _check_n(n)), int(n)
 
 
@@ -243,7 +255,9 @@ COLLAPSE_KINDS = ("count_ones", "count_digits", "copy_ones", "copy_commas", "typ
 
 _NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
 _PREFIX_RES = [
-    re.compile(r"final\s+answer\s+to\s+your\s+maths?\s+question\s+is\s*[:：]?\s*[*_`'\"\[(]*\s*(" + _NUMBER + ")", re.I),
+    re.compile(
+        r"final\s+answer\s+to\s+your\s+maths?\s+question\s+is\s*[:：]?\s*[*_`'\"\[(]*\s*(" + _NUMBER + ")", re.I
+    ),
     re.compile(r"answer\s+to\s+your\s+question\s+is\s*[:：]?\s*[*_`'\"\[(]*\s*(" + _NUMBER + ")", re.I),
     re.compile(r"(?:the\s+)?answer\s+is\s*[:：]?\s*[*_`'\"\[(]*\s*(" + _NUMBER + ")", re.I),
 ]
@@ -361,8 +375,9 @@ def evaluate(
     return out
 
 
-def copy_items(lengths: Sequence[int], *, completion: bool = False, few_shot: bool = False,
-               tasks: Sequence[str] | None = None) -> list[Item]:
+def copy_items(
+    lengths: Sequence[int], *, completion: bool = False, few_shot: bool = False, tasks: Sequence[str] | None = None
+) -> list[Item]:
     """Fig. 2 / 11 copying items at each length: first, last, last+hint, interleaved x2, Type 1, Type 2.
 
     ``tasks`` selects a subset of those names (default: all). ``few_shot`` prepends
@@ -383,7 +398,16 @@ def copy_items(lengths: Sequence[int], *, completion: bool = False, few_shot: bo
         for task, template, (seq, ans) in specs:
             if tasks is not None and task not in tasks:
                 continue
-            items.append(Item(_prompt(template, seq, task, condition, COPY_ANSWER_PREFIX), ans, task, int(n), condition, digit=True))
+            items.append(
+                Item(
+                    _prompt(template, seq, task, condition, COPY_ANSWER_PREFIX),
+                    ans,
+                    task,
+                    int(n),
+                    condition,
+                    digit=True,
+                )
+            )
     return items
 
 
@@ -394,8 +418,14 @@ def _prompt(template: str, seq: str, task: str, condition: str, answer_prefix: s
     return completion_prompt(prompt, answer_prefix) if condition == "completion" else prompt
 
 
-def count_items(lengths: Sequence[int], rng: np.random.Generator, *, completion: bool = False, few_shot: bool = False,
-                p: float = 0.7) -> list[Item]:
+def count_items(
+    lengths: Sequence[int],
+    rng: np.random.Generator,
+    *,
+    completion: bool = False,
+    few_shot: bool = False,
+    p: float = 0.7,
+) -> list[Item]:
     """Fig. 3 / 6 counting items at each length: sum of ones, count ones, Bernoulli(p) ones, count 'car'."""
     condition = _condition(completion, few_shot)
     items: list[Item] = []
@@ -407,12 +437,19 @@ def count_items(lengths: Sequence[int], rng: np.random.Generator, *, completion:
             ("count_car", COUNT_CAR_PROMPT, car_sentence(n)),
         ]
         for task, template, (seq, ans) in specs:
-            items.append(Item(_prompt(template, seq, task, condition, MATHS_ANSWER_PREFIX), ans, task, int(n), condition))
+            items.append(
+                Item(_prompt(template, seq, task, condition, MATHS_ANSWER_PREFIX), ans, task, int(n), condition)
+            )
     return items
 
 
-def copy_and_count_items(condition: str, copy_lengths: Sequence[int], fig11_lengths: Sequence[int],
-                         count_lengths: Sequence[int], rng: np.random.Generator) -> list[Item]:
+def copy_and_count_items(
+    condition: str,
+    copy_lengths: Sequence[int],
+    fig11_lengths: Sequence[int],
+    count_lengths: Sequence[int],
+    rng: np.random.Generator,
+) -> list[Item]:
     """Every item notebook 23 asks under one prompt ``condition`` ("verbatim", "completion" or "few_shot").
 
     All seven copy tasks at ``copy_lengths``; the Type 1 / Type 2 prompts (Fig. 11) also at the

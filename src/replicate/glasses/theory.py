@@ -58,7 +58,9 @@ def total_variation(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
     """The paper's total variation δ(p, q) = Σ |p − q| (App. B.1: "we ignore the usual ½")."""
     p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
     if p.shape != q.shape:
-        raise ValueError(f"total_variation: shapes differ, {p.shape} vs {q.shape}; compare distributions on the same support")
+        raise ValueError(
+            f"total_variation: shapes differ, {p.shape} vs {q.shape}; compare distributions on the same support"
+        )
     return np.sum(np.abs(p - q), axis=axis)
 
 

@@ -287,7 +287,7 @@ class Transformer(nn.Module):
         cfg = self.cfg
         if cfg.vocab_size is not None:
             self.embedding = nn.Embed(cfg.vocab_size, cfg.width, embedding_init=nn.initializers.normal(cfg.embed_std))
-        self.blocks = [Block(cfg, name=f"block_{l}") for l in range(cfg.layers)]
+        self.blocks = [Block(cfg, name=f"block_{layer}") for layer in range(cfg.layers)]
         self.final_norm = Norm(cfg.norm if cfg.final_norm else "none", cfg.norm_eps)
 
     def embed(self, tokens):
@@ -372,10 +372,10 @@ def attention_branch_gains(model: Model, hidden_states) -> np.ndarray:
     cfg = model.cfg
     hs = np.asarray(hidden_states, dtype=np.float64)
     out = []
-    for l in range(cfg.layers):
-        p = model.params["params"][f"block_{l}"]
+    for layer in range(cfg.layers):
+        p = model.params["params"][f"block_{layer}"]
         wvo = np.asarray(p["v"]["kernel"], np.float64) @ np.asarray(p["o"]["kernel"], np.float64)
-        x = hs[l]
+        x = hs[layer]
         if cfg.norm == "layer":
             x = x - x.mean(-1, keepdims=True)
         scale = float(np.max(np.abs(np.asarray(p["norm_1"]["scale"])))) if cfg.norm != "none" else 1.0
@@ -592,7 +592,9 @@ def _compiled_final_at(cfg: TransformerConfig):
     that differ only in their parameters (seeds) share one compilation."""
     module = Transformer(cfg)
     return jax.jit(
-        lambda p, toks, pos: jax.lax.map(lambda tp: module.apply(p, tp[0], return_attentions=False).final[tp[1]], (toks, pos))
+        lambda p, toks, pos: jax.lax.map(
+            lambda tp: module.apply(p, tp[0], return_attentions=False).final[tp[1]], (toks, pos)
+        )
     )
 
 
@@ -608,4 +610,3 @@ def token_final_pairs(model: Model, construction: str, ns: list[int]) -> tuple[n
             pos.append(len(s) - 1)
     ys = np.asarray(final_at_positions(model, np.stack(rows), np.array(pos)))
     return ys[0::2], ys[1::2]
-
