@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from replicate.benchmarking import time_call, write_results
-from replicate.pac import train as T
+from replicate.pac import train
 from replicate.pac.losses import PACConfig
 from replicate.pac.perceiver import SIZES, flops_per_sample, make_config, param_count
 
@@ -48,12 +48,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     data = synthetic_data()
     pac = PACConfig(num_policy_samples=args.samples)
-    tc = T.TrainConfig(batch_size=args.batch)
+    tc = train.TrainConfig(batch_size=args.batch)
     rows = []
     for size in args.sizes:
         net = make_config(size, obs_dim=24, action_dim=6, num_tasks=2, num_action_bins=args.action_bins, num_value_bins=51)
-        model, state = T.init_state(net, pac, tc, jax.random.PRNGKey(0))
-        fns = {"BC (baseline)": T.make_train_fn(model, pac, tc, args.steps, bc_only=True), "PAC": T.make_train_fn(model, pac, tc, args.steps)}
+        model, state = train.init_state(net, pac, tc, jax.random.PRNGKey(0))
+        fns = {"BC (baseline)": train.make_train_fn(model, pac, tc, args.steps, bc_only=True), "PAC": train.make_train_fn(model, pac, tc, args.steps)}
         key = jax.random.PRNGKey(1)
         f_model = 3.0 * flops_per_sample(net, 0)
         for method, (alpha, cw) in {"BC (baseline)": (1.0, 0.0), "PAC": (0.75, 1.0)}.items():

@@ -11,7 +11,8 @@ OBS, ACT, TASKS, B = 5, 2, 2, 4
 
 @pytest.fixture(scope="session")
 def tiny():
-    cfg = make_config("tiny", obs_dim=OBS, action_dim=ACT, num_tasks=TASKS, num_action_bins=5, num_value_bins=11, v_max=10.0)
+    cfg = make_config("tiny", obs_dim=OBS, action_dim=ACT, num_tasks=TASKS, num_action_bins=5, num_value_bins=11,
+                      v_max=10.0)
     model, params = init_params(cfg, jax.random.PRNGKey(0))
     # Non-zero heads so the decoders' outputs depend on their inputs (they are zero-initialised).
     p = jax.tree_util.tree_map_with_path(

@@ -63,6 +63,7 @@ import jax
 import jax.numpy as jnp
 
 from replicate.pac.perceiver import PerceiverActorCritic, discretise_actions, q_mean
+from replicate.params import ParameterError
 
 Array = jax.Array
 
@@ -96,15 +97,16 @@ class PACConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha={self.alpha} must be in [0, 1] (1 = behaviour cloning)")
+            raise ParameterError(f"alpha={self.alpha} must be in [0, 1] (1 = behaviour cloning); change ALPHA")
         if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"gamma={self.gamma} must be in [0, 1)")
+            raise ParameterError(f"gamma={self.gamma} must be in [0, 1); change GAMMA")
         if self.num_policy_samples < 1 or self.target_update_period < 1:
-            raise ValueError("num_policy_samples and target_update_period must be >= 1")
+            raise ParameterError(f"num_policy_samples={self.num_policy_samples} and target_update_period="
+                                 f"{self.target_update_period} must be >= 1 (NUM_POLICY_SAMPLES, TARGET_UPDATE_PERIOD)")
         if self.epsilon <= 0 or self.init_temperature <= 0:
-            raise ValueError("epsilon and init_temperature must be > 0")
+            raise ParameterError(f"epsilon={self.epsilon} and init_temperature={self.init_temperature} must be > 0")
         if self.critic_weight < 0:
-            raise ValueError("critic_weight must be >= 0")
+            raise ParameterError(f"critic_weight={self.critic_weight} must be >= 0 (0 turns the critic loss off)")
 
 
 # ------------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from replicate.params import ParameterError
+
 Array = jax.Array
 
 
@@ -78,15 +80,16 @@ class PerceiverConfig:
     def __post_init__(self):
         for name in ("obs_dim", "action_dim", "num_tasks", "d_model", "num_latents", "num_heads", "mlp_ratio"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"PerceiverConfig.{name}={getattr(self, name)} must be >= 1")
+                raise ParameterError(f"PerceiverConfig.{name}={getattr(self, name)} must be >= 1")
         if self.num_self_attention < 0:
-            raise ValueError(f"PerceiverConfig.num_self_attention={self.num_self_attention} must be >= 0")
+            raise ParameterError(f"PerceiverConfig.num_self_attention={self.num_self_attention} must be >= 0")
         if self.d_model % self.num_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
+            raise ParameterError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}; change one")
         if self.num_action_bins < 2 or self.num_value_bins < 2:
-            raise ValueError("num_action_bins and num_value_bins must be >= 2")
+            raise ParameterError(f"num_action_bins={self.num_action_bins} and num_value_bins={self.num_value_bins} "
+                                 "must be >= 2 (NUM_ACTION_BINS, NUM_VALUE_BINS)")
         if not self.v_max > self.v_min:
-            raise ValueError(f"v_max={self.v_max} must exceed v_min={self.v_min}")
+            raise ParameterError(f"v_max={self.v_max} must exceed v_min={self.v_min}")
 
     @property
     def action_bins(self) -> Array:
@@ -118,7 +121,7 @@ SIZES: dict[str, dict[str, int]] = {
 def make_config(size: str, **kwargs: Any) -> PerceiverConfig:
     """A :class:`PerceiverConfig` from a size preset name (see :data:`SIZES`) plus task dimensions."""
     if size not in SIZES:
-        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
+        raise ParameterError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
     return PerceiverConfig(**{**SIZES[size], **kwargs})
 
 

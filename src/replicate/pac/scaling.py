@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -63,9 +63,38 @@ def fit_chinchilla(n: Sequence[float], d: Sequence[float], loss: Sequence[float]
     for al0 in (0.2, 0.5, 1.0):
         for be0 in (0.2, 0.5, 1.0):
             p0 = np.array([np.log(max(y.min() * 0.5, 1e-6)), 1.0, 1.0, al0, be0])
-            r = least_squares(resid, p0, loss="huber", f_scale=1e-3, bounds=([-20, -20, -20, 0.0, 0.0], [20, 40, 40, 3.0, 3.0]))
+            bounds = ([-20, -20, -20, 0.0, 0.0], [20, 40, 40, 3.0, 3.0])
+            r = least_squares(resid, p0, loss="huber", f_scale=1e-3, bounds=bounds)
             if best is None or r.cost < best.cost:
                 best = r
     e, a, b, al, be = best.x
     a_opt = be / (al + be) if al + be > 0 else float("nan")
-    return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": float(al), "beta": float(be), "a_opt": float(a_opt)}
+    return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": float(al), "beta": float(be),
+            "a_opt": float(a_opt)}
+
+
+def steps_for_budget(budget: float, train_flops_per_sample: float, batch_size: int, chunk: int) -> int:
+    """Updates of ``batch_size`` samples that spend ``budget`` training FLOPs, rounded to a multiple of
+    ``chunk`` (at least one chunk)."""
+    return max(chunk, int(round(budget / (train_flops_per_sample * batch_size) / chunk)) * chunk)
+
+
+def isoflop_fits(res, targets: Mapping[str, str]) -> dict[str, dict]:
+    """For each ``{label: loss column}`` of ``targets``, fit the isoFLOP sweep ``res`` (a DataFrame with one row
+    per run: ``method``, ``budget``, ``N`` (parameters), ``samples`` and the loss columns).
+
+    A label's method is its first word (``"PAC (critic)"`` -> ``"PAC"``). Returns per label ``n_opt`` (the
+    :func:`isoflop_optimum` of each budget, budgets ascending), ``a`` (exponent of ``N_opt ∝ C^a``; only with
+    >= 2 budgets and >= 2 distinct optima) and ``chinchilla`` (:func:`fit_chinchilla`, or ``None``).
+    """
+    fits = {}
+    for label, col in targets.items():
+        sub = res[res.method == label.split()[0]]
+        n_opt = [isoflop_optimum(g.N, g[col]) for _, g in sub.groupby("budget")]
+        budgets = sorted(sub.budget.unique())
+        fit: dict = {"n_opt": n_opt}
+        if len(budgets) >= 2 and len(set(np.round(np.log10(n_opt), 6))) >= 2:
+            fit["a"], _ = power_law_exponent(budgets, n_opt)
+        fit["chinchilla"] = fit_chinchilla(sub.N, sub.samples, sub[col])
+        fits[label] = fit
+    return fits

@@ -23,9 +23,10 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from replicate.pac import data as D
+from replicate.pac import offline_data
 from replicate.pac.losses import PACConfig, bc_loss, pac_loss
 from replicate.pac.perceiver import PerceiverActorCritic, PerceiverConfig, init_params, undiscretise_actions
+from replicate.params import ParameterError
 from replicate.rl.dmc import DMCEnv
 
 Array = jax.Array
@@ -44,8 +45,12 @@ class TrainConfig:
     reward_scale: float = 0.25  # rewards of action-repeat-4 steps lie in [0, 4] -> [0, 1]
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError("batch_size must be >= 1 and learning_rate > 0")
+        if self.batch_size < 1:
+            raise ParameterError(f"TrainConfig.batch_size={self.batch_size} must be >= 1 (BATCH_SIZE)")
+        if self.learning_rate <= 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.reward_scale <= 0:
+            raise ParameterError(f"TrainConfig: learning_rate={self.learning_rate}, grad_clip={self.grad_clip} and "
+                                 f"reward_scale={self.reward_scale} must be > 0 and "
+                                 f"weight_decay={self.weight_decay} >= 0")
 
 
 class TrainState(NamedTuple):
@@ -57,10 +62,12 @@ class TrainState(NamedTuple):
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay))
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                       optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay))
 
 
-def init_state(net_cfg: PerceiverConfig, pac_cfg: PACConfig, train_cfg: TrainConfig, key: Array) -> tuple[PerceiverActorCritic, TrainState]:
+def init_state(net_cfg: PerceiverConfig, pac_cfg: PACConfig, train_cfg: TrainConfig,
+               key: Array) -> tuple[PerceiverActorCritic, TrainState]:
     model, params = init_params(net_cfg, key)
     log_t = jnp.log(jnp.float32(pac_cfg.init_temperature))
     opt = make_optimizer(train_cfg)
@@ -80,7 +87,8 @@ def _mesh() -> Mesh | None:
 
 
 @functools.lru_cache(maxsize=32)
-def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int, bc_only: bool = False):
+def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int,
+                  bc_only: bool = False):
     """A jitted ``(state, data, key, alpha, critic_weight) -> (state, metrics)`` running ``num_steps``
     updates in ``lax.scan``. ``alpha`` and ``critic_weight`` are traced scalars (one compilation for
     BC = (1, 0), BC+Q = (1, 1), PAC = (alpha, 1) and any alpha sweep).
@@ -102,7 +110,8 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
         idx = jax.random.randint(k_idx, (train_cfg.batch_size,), 0, n)
         batch = {k: v[idx] for k, v in data.items()}
         if mesh is not None:
-            batch = {k: jax.lax.with_sharding_constraint(v, NamedSharding(mesh, PartitionSpec("data"))) for k, v in batch.items()}
+            sharding = NamedSharding(mesh, PartitionSpec("data"))
+            batch = {k: jax.lax.with_sharding_constraint(v, sharding) for k, v in batch.items()}
 
         def loss(pl):
             p, lt = pl
@@ -121,16 +130,20 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
         return TrainState(params, target, log_t, opt_state, step), metrics
 
     @jax.jit
-    def train(state: TrainState, data: Mapping[str, Array], key: Array, alpha=pac_cfg.alpha, critic_weight=pac_cfg.critic_weight):
+    def train(state: TrainState, data: Mapping[str, Array], key: Array, alpha=pac_cfg.alpha,
+              critic_weight=pac_cfg.critic_weight):
         alpha, critic_weight = jnp.float32(alpha), jnp.float32(critic_weight)
-        return jax.lax.scan(lambda s, k: step_fn(s, k, data, alpha, critic_weight), state, jax.random.split(key, num_steps))
+        keys = jax.random.split(key, num_steps)
+        return jax.lax.scan(lambda s, k: step_fn(s, k, data, alpha, critic_weight), state, keys)
 
     return train
 
 
-def fit(model, state: TrainState, data, key: Array, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int, chunk: int = 0,
+def fit(model, state: TrainState, data, key: Array, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int,
+        chunk: int = 0,
         alpha: float | None = None, critic_weight: float | None = None):
-    """Run ``num_steps`` updates (in jitted chunks of ``chunk`` steps, default all at once); return state, metrics, seconds.
+    """Run ``num_steps`` updates (in jitted chunks of ``chunk`` steps, default all at once); return state, metrics,
+    seconds.
 
     ``alpha`` / ``critic_weight`` default to ``pac_cfg``'s (see :func:`make_train_fn`).
     """
@@ -149,7 +162,7 @@ def fit(model, state: TrainState, data, key: Array, pac_cfg: PACConfig, train_cf
         logs.append(jax.device_get(m))
         done += len(next(iter(m.values())))
     jax.block_until_ready(state.params)
-    metrics = {k: np.concatenate([l[k] for l in logs]) for k in logs[0]}
+    metrics = {k: np.concatenate([log[k] for log in logs]) for k in logs[0]}
     return state, metrics, time.perf_counter() - t0
 
 
@@ -177,7 +190,8 @@ def evaluate(
     metas: Sequence[Mapping[str, Any]],
     episodes: int,
     seed: int,
-    action_repeat: int = 4,
+    *,
+    action_repeat: int,
 ) -> dict[str, dict[str, float]]:
     """Roll out the multi-task policy on every task (all episodes of all tasks in lockstep, one jitted
     call per step) and return per task the mean return and the normalised return (expert 1, random 0).
@@ -214,6 +228,6 @@ def evaluate(
         r = rets[tids == int(meta["task_id"])]
         out[meta["task"]] = {
             "return": float(r.mean()),
-            "normalised": float(D.normalised_return(r.mean(), meta["expert_return"], meta["random_return"])),
+            "normalised": float(offline_data.normalised_return(r.mean(), meta["expert_return"], meta["random_return"])),
         }
     return out

@@ -94,4 +94,5 @@ class DMCEnv:
             reward += float(ts.reward or 0.0)
             if ts.last():
                 break
-        return Step(self._flat(ts.observation), reward, float(ts.discount if ts.discount is not None else 1.0), bool(ts.last()))
+        discount = float(ts.discount if ts.discount is not None else 1.0)
+        return Step(self._flat(ts.observation), reward, discount, bool(ts.last()))

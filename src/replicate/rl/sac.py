@@ -100,7 +100,8 @@ class Buffer(NamedTuple):
 
 def make_buffer(capacity: int, obs_dim: int, act_dim: int) -> Buffer:
     z = lambda *s: jnp.zeros(s, jnp.float32)  # noqa: E731
-    return Buffer(z(capacity, obs_dim), z(capacity, act_dim), z(capacity), z(capacity), z(capacity, obs_dim), jnp.int32(0), jnp.int32(0))
+    return Buffer(z(capacity, obs_dim), z(capacity, act_dim), z(capacity), z(capacity), z(capacity, obs_dim),
+                  jnp.int32(0), jnp.int32(0))
 
 
 @jax.jit
@@ -132,7 +133,8 @@ class SAC:
         actor = self.actor.init(k1, o)
         critic = self.critic.init(k2, o, a)
         log_alpha = jnp.log(jnp.float32(self.cfg.init_temperature))
-        return SACState(actor, critic, critic, log_alpha, self.opt.init(actor), self.opt.init(critic), self.opt.init(log_alpha))
+        opt = self.opt
+        return SACState(actor, critic, critic, log_alpha, opt.init(actor), opt.init(critic), opt.init(log_alpha))
 
     def _act_impl(self, actor_params, obs, key, deterministic: bool = False):
         if deterministic:
@@ -191,7 +193,8 @@ class SAC:
         return self._update_many(state, buf, key, num=num)
 
 
-def evaluate(agent: SAC, actor_params, env_fn: Callable[[int], Any], episodes: int, seed: int, deterministic: bool = True) -> np.ndarray:
+def evaluate(agent: SAC, actor_params, env_fn: Callable[[int], Any], episodes: int, seed: int,
+             deterministic: bool = True) -> np.ndarray:
     """Undiscounted returns of ``episodes`` episodes (fresh env per seed)."""
     key = jax.random.PRNGKey(seed)
     out = []

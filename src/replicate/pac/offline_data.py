@@ -1,4 +1,8 @@
-"""On-disk format of the PAC offline datasets: schema, atomic writer, reader, validation.
+"""The PAC offline dataset: on-disk schema, validated atomic writer/reader, per-tier summaries, and the
+multi-task training mix (padded, standardised, with an optional held-out split).
+
+Who makes the data: :mod:`replicate.pac.experts` trains the SAC experts, :mod:`replicate.pac.collect`
+rolls out their snapshots into per-task datasets; this module stores, reads and mixes them.
 
 Our substitute for the paper's 132-task data mix (Sec. 4 / App. "Data"): one file per task with
 mixed-quality episodes (expert, sub-optimal snapshots, random policy), made the D4RL way
@@ -36,11 +40,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from replicate import io
+from replicate.pac import paths
 
 SCHEMA_VERSION = 1
 
@@ -58,11 +63,12 @@ SCHEMA: dict[str, tuple[int, str, str]] = {
     "episode_returns": (1, "float32", "E"),
     "episode_quality": (1, "int8", "E"),
 }
-META_KEYS = ("schema_version", "task", "task_id", "obs_dim", "action_dim", "quality_names", "expert_return", "random_return")
+META_KEYS = ("schema_version", "task", "task_id", "obs_dim", "action_dim", "quality_names", "expert_return",
+             "random_return")
 
 
 class DatasetError(ValueError):
-    """A dataset file does not follow the schema in :mod:`replicate.pac.data`; the message says where."""
+    """A dataset file does not follow the schema in :mod:`replicate.pac.offline_data`; the message says where."""
 
 
 def validate_dataset(arrays: Mapping[str, Any], meta: Mapping[str, Any], *, where: str = "dataset") -> None:
@@ -74,7 +80,8 @@ def validate_dataset(arrays: Mapping[str, Any], meta: Mapping[str, Any], *, wher
     if missing_meta:
         raise DatasetError(f"{where}: meta_json lacks {missing_meta}")
     if meta["schema_version"] != SCHEMA_VERSION:
-        raise DatasetError(f"{where}: schema_version {meta['schema_version']} != {SCHEMA_VERSION}; regenerate the dataset")
+        raise DatasetError(f"{where}: schema_version {meta['schema_version']} != {SCHEMA_VERSION}; "
+                           "regenerate the dataset")
     n = len(arrays["rewards"])
     e = len(arrays["episode_returns"])
     if n == 0 or e == 0:
@@ -87,7 +94,8 @@ def validate_dataset(arrays: Mapping[str, Any], meta: Mapping[str, Any], *, wher
             raise DatasetError(f"{where}: {key} has dtype {a.dtype}, expected {dtype}")
         want = n if axis == "N" else e
         if a.shape[0] != want:
-            raise DatasetError(f"{where}: {key} has length {a.shape[0]}, expected {want} ({'transitions' if axis == 'N' else 'episodes'})")
+            unit = "transitions" if axis == "N" else "episodes"
+            raise DatasetError(f"{where}: {key} has length {a.shape[0]}, expected {want} ({unit})")
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise DatasetError(f"{where}: {key} contains NaN or inf")
     o, act = int(meta["obs_dim"]), int(meta["action_dim"])
@@ -137,7 +145,8 @@ def read_dataset(path: str | os.PathLike, *, validate: bool = True) -> tuple[dic
     """Read (and by default validate) one task's dataset: ``(arrays, meta)``."""
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"{path}: no such dataset; generate it with notebooks/30_pac_datasets.ipynb (dvc repro 30_pac_datasets)")
+        raise DatasetError(f"{path}: no such dataset; generate it with notebooks/30_pac_datasets.ipynb "
+                           "(dvc repro 30_pac_datasets)")
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files if k != "meta_json"}
         if "meta_json" not in f.files:
@@ -148,7 +157,29 @@ def read_dataset(path: str | os.PathLike, *, validate: bool = True) -> tuple[dic
     return arrays, meta
 
 
-def dataset_summary(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+def write_datasets(name: str, per_task: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> list[Path]:
+    """Write dataset ``name`` (``<profile>/<mix>``): one validated file per task plus ``index.json``."""
+    d = paths.datasets_dir(name)
+    out = [write_dataset(d / f"{meta['task']}.npz", arrays, meta) for arrays, meta in per_task]
+    io.write_json(d / "index.json", {"tasks": [m["task"] for _, m in per_task], "files": [p.name for p in out]})
+    return out
+
+
+def read_datasets(name: str) -> list[tuple[dict[str, np.ndarray], dict[str, Any]]]:
+    """Read (and validate) every task file of dataset ``name``, in the order of its ``index.json``."""
+    d = paths.datasets_dir(name)
+    if not (d / "index.json").exists():
+        raise DatasetError(f"{d}: no dataset {name!r}; generate it with notebooks/30_pac_datasets.ipynb")
+    index = json.loads((d / "index.json").read_text())
+    return [read_dataset(d / f) for f in index["files"]]
+
+
+def expert_share(metas: Sequence[Mapping[str, Any]]) -> float:
+    """Share of best-tier episodes in the datasets' mix, averaged over tasks (from each file's ``meta["mix"]``)."""
+    return float(np.mean([m["mix"][m["quality_names"][-1]] / sum(m["mix"].values()) for m in metas]))
+
+
+def tier_summary(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Per quality tier: episodes, transitions, mean/std return, normalised return."""
     rows = []
     span = float(meta["expert_return"]) - float(meta["random_return"])
@@ -180,6 +211,11 @@ def normalised_return(ret: float | np.ndarray, expert_return: float, random_retu
 # Mixing tasks into one padded training set.
 
 
+def pad_columns(x: np.ndarray, width: int) -> np.ndarray:
+    """Zero-pad the columns of a 2-D array ``x`` on the right to ``width``."""
+    return np.pad(x, ((0, 0), (0, width - x.shape[1])))
+
+
 def merge_tasks(datasets: list[tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]) -> dict[str, np.ndarray]:
     """Concatenate per-task datasets into padded training arrays (the multi-task mix).
 
@@ -198,7 +234,8 @@ def merge_tasks(datasets: list[tuple[Mapping[str, np.ndarray], Mapping[str, Any]
     act_dim = np.zeros(num_tasks, np.int32)
     mean = np.zeros((num_tasks, o_max), np.float32)
     std = np.ones((num_tasks, o_max), np.float32)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next_obs", "obs_mask", "action", "action_mask", "reward", "discount", "task", "quality")}
+    keys = ("obs", "next_obs", "obs_mask", "action", "action_mask", "reward", "discount", "task", "quality")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for arrays, meta in datasets:
         t, o, a = int(meta["task_id"]), int(meta["obs_dim"]), int(meta["action_dim"])
         obs_dim[t], act_dim[t] = o, a
@@ -206,11 +243,10 @@ def merge_tasks(datasets: list[tuple[Mapping[str, np.ndarray], Mapping[str, Any]
         sd = arrays["observations"].std(0) + 1e-3
         mean[t, :o], std[t, :o] = mu, sd
         n = len(arrays["rewards"])
-        pad = lambda x, w: np.pad(x, ((0, 0), (0, w - x.shape[1])))  # noqa: E731
-        parts["obs"].append(pad((arrays["observations"] - mu) / sd, o_max))
-        parts["next_obs"].append(pad((arrays["next_observations"] - mu) / sd, o_max))
+        parts["obs"].append(pad_columns((arrays["observations"] - mu) / sd, o_max))
+        parts["next_obs"].append(pad_columns((arrays["next_observations"] - mu) / sd, o_max))
         parts["obs_mask"].append(np.broadcast_to(np.arange(o_max) < o, (n, o_max)))
-        parts["action"].append(pad(arrays["actions"], a_max))
+        parts["action"].append(pad_columns(arrays["actions"], a_max))
         parts["action_mask"].append(np.broadcast_to(np.arange(a_max) < a, (n, a_max)))
         parts["reward"].append(arrays["rewards"])
         parts["discount"].append(arrays["discounts"])
@@ -224,3 +260,51 @@ def merge_tasks(datasets: list[tuple[Mapping[str, np.ndarray], Mapping[str, Any]
     out["task"] = out["task"].astype(np.int32)
     out.update(obs_dim=obs_dim, action_dim=act_dim, obs_mean=mean, obs_std=std)
     return out
+
+
+def select_episodes(arrays: Mapping[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of one task's dataset whose episode has ``keep[episode_id]`` (``keep``: bool, one per episode).
+
+    Per-transition arrays are indexed through ``episode_ids``, per-episode arrays by ``keep`` itself
+    (``episode_ids`` keep their original numbers: the result is for merging, not for writing).
+    """
+    rows = keep[arrays["episode_ids"]]
+    return {k: (v[keep] if SCHEMA.get(k, (0, "", "N"))[2] == "E" else v[rows]) for k, v in arrays.items()}
+
+
+def holdout_mask(num_episodes: int, holdout_episodes: int) -> np.ndarray:
+    """Which of ``num_episodes`` episodes to hold out: ``holdout_episodes`` spread evenly (every k-th),
+    so every quality tier is represented."""
+    hold = np.zeros(num_episodes, bool)
+    hold[np.linspace(0, num_episodes - 1, holdout_episodes).round().astype(int)] = True
+    return hold
+
+
+def load_mixed(name: str, holdout_episodes: int = 0):
+    """Read dataset ``name`` (all tasks) and merge it; optionally hold out ``holdout_episodes`` episodes of
+    every task (:func:`holdout_mask`).
+
+    Returns ``(train, holdout or None, metas)``; both merged dicts share the training normalisation.
+    """
+    per_task = read_datasets(name)
+    metas = [m for _, m in per_task]
+    if holdout_episodes <= 0:
+        return merge_tasks(per_task), None, metas
+    train_parts, hold_parts = [], []
+    for arrays, meta in per_task:
+        e = len(arrays["episode_returns"])
+        if holdout_episodes >= e:
+            raise DatasetError(f"holdout_episodes={holdout_episodes} leaves no training data for {meta['task']} "
+                               f"({e} episodes); lower HOLDOUT_EPISODES below {e}")
+        hold = holdout_mask(e, holdout_episodes)
+        train_parts.append((select_episodes(arrays, ~hold), meta))
+        hold_parts.append((select_episodes(arrays, hold), meta))
+    train = merge_tasks(train_parts)
+    held = merge_tasks(hold_parts)
+    # Re-normalise the held-out observations with the training statistics.
+    for k in ("obs", "next_obs"):
+        t = held["task"]
+        raw = held[k] * held["obs_std"][t] + held["obs_mean"][t]
+        held[k] = np.where(held["obs_mask"], (raw - train["obs_mean"][t]) / train["obs_std"][t], 0.0).astype(np.float32)
+    held.update(obs_mean=train["obs_mean"], obs_std=train["obs_std"])
+    return train, held, metas
