@@ -53,6 +53,51 @@ here, and the NumPy transcription in :mod:`replicate.recode.reference` makes the
   evicted earlier in the batch (no longer merge targets), and the count hand-over. With ``B = 1``
   the result equals the sequential reference exactly (tested); for larger batches it agrees
   statistically (tested on a long non-stationary stream).
+* **Parallel update** (``RecodeConfig.update = "parallel"``; the default ``"sequential"`` is the
+  update above). All ``B`` embeddings of a call update the memory *simultaneously*: every quantity is
+  computed from the memory as it was before the batch, so the work is a few matrix products, sorts
+  and segment sums whose sequential depth does not grow with ``B`` (one associative scan, depth
+  ``log B``). Precisely, for embeddings ``e_0 .. e_{B-1}``:
+
+  1. rewards, pseudo-counts and the k nearest atoms: from the pre-batch memory (as above);
+  2. ``d_m^2`` follows Alg. 1 l.4 in batch order, ``d_b = (1 - tau) d_{b-1} + tau m_b``, where ``m_b``
+     is ``e_b``'s mean squared distance to its k nearest *pre-batch* atoms (atoms created in the batch
+     do not enter it); all ``d_b`` come from one associative scan. The first call that finds atoms
+     sets ``d_m^2`` to its first embedding's mean, as above. A call on an empty memory leaves it unset;
+  3. insertion candidates (l.6-8): ``e_b`` is a candidate iff it has no pre-batch atom, or its
+     nearest pre-batch atom is farther than ``kappa d_b`` and ``u_b < eta`` (``free_fill``: the coin
+     is skipped for ``e_b`` when fewer embeddings before it passed the distance test than there are
+     empty slots, so exactly the insertions that fill empty slots are free);
+  4. near-duplicates (one B x B pass): a candidate within ``kappa d_b`` of an *earlier candidate* of
+     the batch is not inserted (it merges, step 6). The pass is not iterated: a candidate dropped
+     this way still blocks later candidates near it;
+  5. the remaining candidates, in batch order, are inserted into the slots of the Gumbel-top-R
+     ranking of the pre-batch eviction weights (as above; ``max_insertions`` caps R, and candidates
+     beyond the cap merge and are reported in ``dropped_insertions``). Atoms evicted by the batch
+     are gone for the whole batch: no embedding merges into one and no count is handed to one;
+  6. every other embedding merges into its nearest atom *after* the batch's evictions and
+     insertions: the nearest surviving atom among its k nearest pre-batch atoms, or the nearest
+     atom created by the batch (earlier or later in batch order) if that is nearer; with neither
+     (every one of its k neighbours evicted and nothing inserted) it is dropped (slot -1);
+  7. merges are segment sums with the exact discounted running-mean weights: with per-embedding
+     discount a pre-batch count decays by ``gamma^B`` and ``e_b`` enters with weight
+     ``gamma^(B-1-b)`` (per-call discount: ``gamma`` and 1), so atom ``i`` ends at
+     ``c_i = gamma^B c_i0 + sum_{b -> i} gamma^(B-1-b)`` and
+     ``f_i = (gamma^B c_i0 f_i0 + sum_{b -> i} gamma^(B-1-b) e_b) / c_i`` - exactly what B sequential
+     merges of these embeddings into the unmoved atom give. A new atom is the same weighted mean
+     of the embedding that created it and those merged into it (``c_i0 = 0``);
+  8. count hand-over (l.11-12), after the merges: each evicted atom's discounted count
+     ``gamma^B c_j0`` is added (segment sum) to its nearest atom after the batch - the nearest
+     surviving one among its ``redistribute_neighbours`` nearest pre-batch atoms, or a new atom of
+     the batch in another slot if that is nearer - whose position does not change.
+
+  So the total discounted count mass is conserved exactly as in the sequential update, the number
+  of atoms never exceeds the capacity and counts stay >= 0 (tested). With ``B = 1`` the decisions,
+  slots and ``d_m^2`` equal the sequential update's, and atoms and counts agree to float32 rounding
+  (the merged count is computed as ``gamma c + 1`` rather than ``(c + 1/gamma) gamma``; tested). For
+  larger batches it differs from the sequential update only where embeddings of the same batch
+  interact (steps 2, 4-6, 8); it tracks counts as well (tested on a long non-stationary stream and
+  on notebook 10's stream).
 
 Hyper-parameter defaults: ``memory_size = 5e4`` and ``gamma = 0.999`` are the paper's Atari values
 (Sec. 5; Fig. 4 caption); DM-HARD-8 uses ``memory_size = 2e5``. The values of ``k``, ``kappa``,
@@ -61,8 +106,8 @@ read from this machine: the defaults below are NGU's values for the shared quant
 (``k = 10``, ``epsilon = 1e-3``, ``c = 1e-3``; Badia et al. 2020, App. F) and our choices for the
 others (``kappa = 0.5``, ``tau = 1e-3``, ``eta = 0.1``). With ``kappa >= 1`` an embedding equidistant
 from its k nearest atoms (e.g. a new, isolated state) hardly ever passes the test, since d_m^2 is
-the mean over those same distances; ``kappa = 0.5`` creates an atom for it and merges noise. Every one is a parameter; the notebook ablates ``eta``, ``gamma``, the memory size
-and the eviction rule.
+the mean over those same distances; ``kappa = 0.5`` creates an atom for it and merges noise.
+Every one is a parameter; the notebook ablates ``eta``, ``gamma``, the memory size and the eviction rule.
 """
 
 from __future__ import annotations
@@ -77,6 +122,7 @@ import jax.numpy as jnp
 import numpy as np
 
 EVICTION_RULES = ("inverse_square", "inverse", "smallest", "uniform")
+UPDATE_RULES = ("sequential", "parallel")  # RecodeConfig.update: how a batch updates the memory (see step)
 _EMPTY_SCORE = 1.0e7  # score of empty slots in the eviction ranking (exact integers in float32)
 
 
@@ -106,6 +152,9 @@ class RecodeConfig:
         throttle). Our choice for the start-up phase, which the paper does not describe; without
         it a mostly empty memory merges far-apart embeddings into its few atoms, and because d_m^2
         then averages over those far atoms it stays large and the memory can stay nearly empty.
+    update: how a batch updates the memory. 'sequential' (default): B consecutive runs of Alg. 1
+        (``lax.scan``; B = 1 equals the NumPy reference). 'parallel': all B embeddings at once, with
+        a sequential depth independent of B (semantics in the module docstring, "Parallel update").
     """
 
     memory_size: int = 50_000
@@ -122,6 +171,7 @@ class RecodeConfig:
     redistribute_neighbours: int = 4
     max_insertions: int | None = None
     free_fill: bool = True
+    update: str = "sequential"
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -133,7 +183,8 @@ class RecodeConfig:
             need(isinstance(v, (int, np.integer)) and not isinstance(v, bool), f"{name}={v!r} must be an int")
         need(self.k >= 1, f"k={self.k} must be >= 1 (number of nearest atoms in the d_m^2 update)")
         need(self.memory_size >= self.k, f"memory_size={self.memory_size} is below k={self.k}; use a capacity >= k")
-        need(self.memory_size <= 4_000_000, f"memory_size={self.memory_size} is too large for the eviction ranking (max 4e6)")
+        need(self.memory_size <= 4_000_000,
+             f"memory_size={self.memory_size} is too large for the eviction ranking (max 4e6)")
         need(self.redistribute_neighbours >= 1, f"redistribute_neighbours={self.redistribute_neighbours} must be >= 1")
         need(self.kappa > 0, f"kappa={self.kappa} must be > 0")
         need(0 < self.tau <= 1, f"tau={self.tau} must be in (0, 1]")
@@ -143,7 +194,9 @@ class RecodeConfig:
         need(self.c > 0, f"c={self.c} must be > 0")
         need(self.count_floor > 0, f"count_floor={self.count_floor} must be > 0")
         need(self.eviction in EVICTION_RULES, f"eviction={self.eviction!r}; choose one of {EVICTION_RULES}")
-        need(self.discount_per in ("embedding", "call"), f"discount_per={self.discount_per!r}; choose 'embedding' or 'call'")
+        need(self.discount_per in ("embedding", "call"),
+             f"discount_per={self.discount_per!r}; choose 'embedding' or 'call'")
+        need(self.update in UPDATE_RULES, f"update={self.update!r}; choose one of {UPDATE_RULES}")
         if self.max_insertions is not None:
             need(self.max_insertions >= 1, f"max_insertions={self.max_insertions} must be >= 1 or None")
 
@@ -215,10 +268,12 @@ def check_batch(embeddings, dim: int, *, name: str = "embeddings") -> jax.Array:
         embeddings = np.asarray(embeddings)
         dtype = embeddings.dtype
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{name} have dtype {dtype}; RECODE needs floating-point embeddings (cast with .astype(np.float32))")
+        raise ValueError(
+            f"{name} have dtype {dtype}; RECODE needs floating-point embeddings (cast with .astype(np.float32))")
     shape = tuple(embeddings.shape)
     if len(shape) != 2:
-        raise ValueError(f"{name} have shape {shape}; expected (batch, {dim}) - add a batch axis for a single embedding")
+        raise ValueError(
+            f"{name} have shape {shape}; expected (batch, {dim}) - add a batch axis for a single embedding")
     if shape[1] != dim:
         raise ValueError(f"{name} have size {shape[1]} but the memory holds embeddings of size {dim}")
     if shape[0] < 1:
@@ -226,14 +281,17 @@ def check_batch(embeddings, dim: int, *, name: str = "embeddings") -> jax.Array:
     arr = jnp.asarray(embeddings, jnp.float32)
     if not bool(jnp.all(jnp.isfinite(arr))):
         bad = int(jnp.sum(~jnp.all(jnp.isfinite(arr), axis=1)))
-        raise ValueError(f"{name}: {bad} of {shape[0]} rows contain NaN or inf; check the embedding network or its inputs")
+        raise ValueError(
+            f"{name}: {bad} of {shape[0]} rows contain NaN or inf; check the embedding network or its inputs")
     return arr
 
 
 def check_key(key) -> None:
     """Raise a clear error unless ``key`` is a JAX PRNG key (legacy (2,) uint32 or typed)."""
     if not (hasattr(key, "shape") and (key.shape == (2,) or jnp.issubdtype(key.dtype, jax.dtypes.prng_key))):
-        raise ValueError(f"key must be a JAX PRNG key (replicate.rng.key(seed)), got {type(key).__name__} {getattr(key, 'shape', '')}")
+        raise ValueError(
+            f"key must be a JAX PRNG key (replicate.rng.key(seed)), "
+            f"got {type(key).__name__} {getattr(key, 'shape', '')}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -395,6 +453,38 @@ def query(cfg: RecodeConfig, state: RecodeState, e: jax.Array, block: int = 128)
     return knn_d2, knn_idx, count
 
 
+def _evictee_neighbours(state: RecodeState, ranked: jax.Array, n_ins: jax.Array, kr: int, sizes: tuple[int, ...]):
+    """The ``kr`` nearest other pre-batch atoms of the first ``n_ins`` evictees ``ranked[:n_ins]`` (Alg. 1
+    l.11): (R, kr) squared distances (inf: padding or fewer atoms) and slots. Only as many rows as
+    used are computed: ``lax.switch`` over row counts ``sizes`` (each capped at R) and R itself."""
+    R = ranked.shape[0]
+    M = state.atoms.shape[0]
+    blk = _block_size(M, 128)
+    n_chunks = next((c for c in range(16, 1, -1) if M % c == 0 and (M // c) % blk == 0 and (M // c) // blk >= 2), 1)
+
+    def evictee_nbrs(n_rows: int):
+        rows = ranked[:n_rows]
+        if n_chunks > 1 and M // blk > 4 * (kr + 1):
+            # the kr + 1 nearest atoms (self included) come from the kr + 1 best blocks; drop self
+            cand, cidx, _ = _chunked_candidates(state.atoms[rows], state, kr + 1, blk, n_chunks)
+            cand = jnp.where(cidx == rows[:, None], jnp.inf, cand)
+            neg, ci = jax.lax.top_k(-cand, kr)
+            val_r, idx_r = jnp.maximum(-neg, 0.0), jnp.take_along_axis(cidx, ci, axis=1).astype(jnp.int32)
+        else:
+            dd = sqdist(state.atoms[rows], state.atoms)
+            dd = jnp.where(state.filled[None, :], dd, jnp.inf)
+            dd = dd.at[jnp.arange(n_rows), rows].set(jnp.inf)
+            val_r, idx_r = smallest_k(dd, kr)
+        pad = R - n_rows
+        return (jnp.pad(val_r, ((0, pad), (0, 0)), constant_values=jnp.inf), jnp.pad(idx_r, ((0, pad), (0, 0))))
+
+    sizes = sorted({min(R, s) for s in sizes} | {R})
+    branches = [functools.partial(evictee_nbrs, s) for s in sizes]
+    which = jnp.searchsorted(jnp.asarray(sizes), n_ins, side="left")
+    which = jnp.minimum(which, len(sizes) - 1)
+    return jax.lax.switch(which, branches)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def reward(cfg: RecodeConfig, state: RecodeState, e: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Intrinsic rewards (Eq. 2) and pseudo-counts (Alg. 1 l.1) of a (B, d) float32 batch; no update.
@@ -412,7 +502,17 @@ def step(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise) -> t
     random draws of this call (:func:`draw_noise`). Pure and jitted (``cfg`` static), so it can run
     inside ``jit``/``lax.scan``; no validation (:func:`checked_step` validates, then calls it).
     Returns the new state and a :class:`StepOutput` (rewards and pseudo-counts are pre-update).
+    ``cfg.update`` picks the sequential update (B runs of Alg. 1 in batch order) or the parallel one
+    (module docstring, "Parallel update").
     """
+    if cfg.update == "parallel":
+        return _step_parallel(cfg, state, e, noise)
+    return _step_sequential(cfg, state, e, noise)
+
+
+def _step_sequential(cfg: RecodeConfig, state: RecodeState, e: jax.Array,
+                     noise: Noise) -> tuple[RecodeState, StepOutput]:
+    """The sequential update: B consecutive runs of Algorithm 1 (two ``lax.scan`` passes over the batch)."""
     B = e.shape[0]
     M = cfg.memory_size
     k = min(cfg.k, M)
@@ -470,30 +570,7 @@ def step(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise) -> t
     (dm2, ready, n_ins, ins_mask, _), (inserted, slot, ins_rank, near_d2, dropped) = jax.lax.scan(decide, carry0, b_idx)
 
     # ---- neighbours of the evictees among the pre-batch atoms (Alg. 1 l.11), only as many as used
-    blk = _block_size(M, 128)
-    n_chunks = next((c for c in range(16, 1, -1) if M % c == 0 and (M // c) % blk == 0 and (M // c) // blk >= 2), 1)
-
-    def evictee_nbrs(n_rows: int):
-        rows = ranked[:n_rows]
-        if n_chunks > 1 and M // blk > 4 * (kr + 1):
-            # the kr + 1 nearest atoms (self included) come from the kr + 1 best blocks; drop self
-            cand, cidx, _ = _chunked_candidates(state.atoms[rows], state, kr + 1, blk, n_chunks)
-            cand = jnp.where(cidx == rows[:, None], jnp.inf, cand)
-            neg, ci = jax.lax.top_k(-cand, kr)
-            val_r, idx_r = jnp.maximum(-neg, 0.0), jnp.take_along_axis(cidx, ci, axis=1).astype(jnp.int32)
-        else:
-            dd = sqdist(state.atoms[rows], state.atoms)
-            dd = jnp.where(state.filled[None, :], dd, jnp.inf)
-            dd = dd.at[jnp.arange(n_rows), rows].set(jnp.inf)
-            val_r, idx_r = smallest_k(dd, kr)
-        pad = R - n_rows
-        return (jnp.pad(val_r, ((0, pad), (0, 0)), constant_values=jnp.inf), jnp.pad(idx_r, ((0, pad), (0, 0))))
-
-    sizes = sorted({min(R, 1), min(R, 8), min(R, 32), R})
-    branches = [functools.partial(evictee_nbrs, s) for s in sizes]
-    which = jnp.searchsorted(jnp.asarray(sizes), n_ins, side="left")
-    which = jnp.minimum(which, len(sizes) - 1)
-    nbr_d2, nbr_idx = jax.lax.switch(which, branches)
+    nbr_d2, nbr_idx = _evictee_neighbours(state, ranked, n_ins, kr, (1, 8, 32))
     ev_to_batch = sqdist(state.atoms[ranked], e)  # (R, B): evictee f_j to embeddings (new atoms)
 
     # ---- pass 2: apply the updates in batch order (Alg. 1 l.5, l.10-16)
@@ -546,6 +623,124 @@ def step(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise) -> t
     return new_state, out
 
 
+def _linear_recursion(a: jax.Array, c: jax.Array, x0: jax.Array) -> jax.Array:
+    """All ``x_b = a_b x_{b-1} + c_b`` (b = 0..B-1) from ``x_{-1} = x0``, by an associative scan (depth log B)."""
+
+    def combine(left, right):
+        return left[0] * right[0], right[0] * left[1] + right[1]
+
+    big_a, big_c = jax.lax.associative_scan(combine, (a, c))
+    return big_a * x0 + big_c
+
+
+def _step_parallel(cfg: RecodeConfig, state: RecodeState, e: jax.Array,
+                   noise: Noise) -> tuple[RecodeState, StepOutput]:
+    """The parallel update: every embedding of the batch at once (module docstring, "Parallel update")."""
+    B, d = e.shape
+    M = cfg.memory_size
+    R = min(B, M) if cfg.max_insertions is None else min(B, M, cfg.max_insertions)
+    kr = min(cfg.redistribute_neighbours, max(M - 1, 1))
+    gamma = jnp.float32(cfg.gamma)
+    b_idx = jnp.arange(B)
+
+    # ---- pre-batch snapshot: rewards, k-NN, eviction ranking (Alg. 1 l.1-3, l.10)
+    knn_d2, knn_idx, count = query(cfg, state, e)  # (B, k) ascending; inf where fewer than k atoms
+    reward = _reward(cfg, count)
+    scores = _eviction_scores(cfg, state.counts * gamma, state.filled, noise.g)
+    _, ranked = jax.lax.top_k(scores, R)  # evictee of the m-th insertion of this batch
+    ranked = ranked.astype(jnp.int32)
+
+    # ---- l.3-4: d_m^2 recursion over the batch, each embedding's k-NN mean over the pre-batch atoms
+    valid = jnp.isfinite(knn_d2)
+    nv = jnp.sum(valid, axis=1)
+    mean = jnp.sum(jnp.where(valid, knn_d2, 0.0), axis=1) / jnp.maximum(nv, 1)
+    has_atoms = jnp.any(state.filled)  # then every embedding has >= 1 pre-batch neighbour
+    a = jnp.full((B,), 1.0 - cfg.tau, jnp.float32).at[0].set(jnp.where(state.dm2_ready, 1.0 - cfg.tau, 0.0))
+    c = (cfg.tau * mean).at[0].set(jnp.where(state.dm2_ready, cfg.tau * mean[0], mean[0]))
+    dm2_b = jnp.where(has_atoms, _linear_recursion(a, c, state.dm2), state.dm2)  # d_m^2 after embedding b
+    dm2 = dm2_b[-1]
+    ready = state.dm2_ready | has_atoms
+
+    # ---- l.6-8: insertion decisions against the nearest pre-batch atom, all at once
+    d_near = knn_d2[:, 0]
+    no_atom = ~jnp.isfinite(d_near)
+    far = d_near > cfg.kappa * dm2_b
+    coin = noise.u < cfg.eta
+    if cfg.free_fill:  # the m-th insertion of the batch takes an empty slot iff m < number of empty slots
+        passes = (far | no_atom).astype(jnp.int32)
+        coin = coin | ((jnp.cumsum(passes) - passes) < M - jnp.sum(state.filled))
+    want = no_atom | (far & coin)
+    # near-duplicate new atoms: one B x B pass; a candidate within kappa d_m^2 of an earlier one merges
+    intra = sqdist(e, e)
+    earlier = (b_idx[None, :] < b_idx[:, None]) & want[None, :]  # [b, b']: b' < b is a candidate
+    d_earlier = jnp.min(jnp.where(earlier, intra, jnp.inf), axis=1)
+    cand = want & ~(d_earlier <= cfg.kappa * dm2_b)
+    rank = jnp.cumsum(cand.astype(jnp.int32)) - 1  # insertion index m of each candidate
+    inserted = cand & (rank < R)
+    n_ins = jnp.sum(inserted).astype(jnp.int32)
+    ins_slot = jnp.where(inserted, ranked[jnp.clip(rank, 0, R - 1)], -1)
+    evicted = jnp.zeros((M,), bool).at[ranked].set(jnp.arange(R) < n_ins) & state.filled
+
+    # ---- l.15: merge target of every other embedding, the nearest atom after the batch's evictions
+    # and insertions: its nearest surviving pre-batch atom among its k nearest, or a new atom
+    surv = valid & ~evicted[knn_idx]
+    first = jnp.argmax(surv, axis=1)
+    d_pre = jnp.where(jnp.any(surv, axis=1), jnp.take_along_axis(knn_d2, first[:, None], axis=1)[:, 0], jnp.inf)
+    t_pre = jnp.take_along_axis(knn_idx, first[:, None], axis=1)[:, 0]
+    dn = jnp.where(inserted[None, :], intra, jnp.inf)
+    a_new = jnp.argmin(dn, axis=1)
+    d_new = jnp.take_along_axis(dn, a_new[:, None], axis=1)[:, 0]
+    target = jnp.where(d_new < d_pre, ins_slot[a_new], t_pre)
+    has_target = jnp.isfinite(jnp.minimum(d_pre, d_new))
+    slot = jnp.where(inserted, ins_slot, jnp.where(has_target, target, -1)).astype(jnp.int32)
+    dropped = cand & ~inserted & has_target
+
+    # ---- l.5, l.13, l.16: discounted running means as segment sums over the embeddings of each slot
+    if cfg.discount_per == "embedding":  # a count present before the batch decays B times, e_b's B-1-b
+        pre = gamma ** jnp.float32(B)
+        w = gamma ** (B - 1 - b_idx).astype(jnp.float32)
+    else:
+        pre = gamma
+        w = jnp.ones((B,), jnp.float32)
+    counts = state.counts * pre
+    seg = jnp.where(slot >= 0, slot, M)  # M: dropped embeddings
+    uniq, inv = jnp.unique(seg, size=B, fill_value=M, return_inverse=True)
+    inv = inv.reshape(B)
+    w_sum = jax.ops.segment_sum(jnp.where(slot >= 0, w, 0.0), inv, num_segments=B)
+    we_sum = jax.ops.segment_sum(w[:, None] * e, inv, num_segments=B)
+    creator = jax.ops.segment_max(jnp.where(inserted, b_idx, -1), inv, num_segments=B)
+    is_new = creator >= 0
+    uslot = jnp.minimum(uniq, M - 1)
+    base_w = jnp.where(is_new, 0.0, counts[uslot])  # a new atom starts from nothing
+    base_f = jnp.where(is_new[:, None], e[jnp.maximum(creator, 0)], state.atoms[uslot])
+    total = base_w + w_sum
+    safe_total = jnp.where(total > 0, total, 1.0)[:, None]
+    pos = jnp.where((total > 0)[:, None], (base_w[:, None] * base_f + we_sum) / safe_total, base_f)
+    atoms = state.atoms.at[uniq].set(pos, mode="drop")
+    counts = counts.at[uniq].set(total, mode="drop")
+
+    # ---- l.11-12: count hand-over of each evictee to its nearest atom after the batch (position unchanged)
+    nbr_d2, nbr_idx = _evictee_neighbours(state, ranked, n_ins, kr, (1, 8, 32, 128, 512))
+    ok = jnp.isfinite(nbr_d2) & ~evicted[nbr_idx]
+    f = jnp.argmax(ok, axis=1)
+    h_pre = jnp.where(jnp.any(ok, axis=1), jnp.take_along_axis(nbr_d2, f[:, None], axis=1)[:, 0], jnp.inf)
+    n_pre = jnp.take_along_axis(nbr_idx, f[:, None], axis=1)[:, 0]
+    other_new = inserted[None, :] & (rank[None, :] != jnp.arange(R)[:, None])  # new atoms in other slots
+    hn = jnp.where(other_new, sqdist(state.atoms[ranked], e), jnp.inf)  # (R, B)
+    h_a = jnp.argmin(hn, axis=1)
+    h_new = jnp.take_along_axis(hn, h_a[:, None], axis=1)[:, 0]
+    heir = jnp.where(h_new < h_pre, ins_slot[h_a], n_pre)
+    give = (jnp.arange(R) < n_ins) & state.filled[ranked] & jnp.isfinite(jnp.minimum(h_pre, h_new))
+    counts = counts.at[jnp.where(give, heir, M)].add(state.counts[ranked] * pre, mode="drop")
+
+    filled = state.filled.at[jnp.where(inserted, slot, M)].set(True, mode="drop")
+    born = state.born.at[jnp.where(inserted, slot, M)].set(state.n_seen + b_idx, mode="drop")
+    near_d2 = jnp.minimum(d_near, d_earlier)
+    new_state = RecodeState(atoms, counts, filled, born, dm2, ready, state.n_seen + B)
+    out = StepOutput(reward, count, inserted, slot, near_d2, jnp.sum(dropped).astype(jnp.int32))
+    return new_state, out
+
+
 # ----------------------------------------------------------------------------------------------
 # Pure API (jit-able) beside :func:`step` and :func:`reward`
 
@@ -556,7 +751,8 @@ def update(cfg: RecodeConfig, state: RecodeState, e: jax.Array, noise: Noise) ->
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def run_stream(cfg: RecodeConfig, state: RecodeState, stream: jax.Array, key: jax.Array) -> tuple[RecodeState, StepOutput]:
+def run_stream(cfg: RecodeConfig, state: RecodeState, stream: jax.Array,
+               key: jax.Array) -> tuple[RecodeState, StepOutput]:
     """Feed a (T, B, d) float32 stream through :func:`step` with one ``lax.scan``; pure and jitted.
 
     Call ``t`` draws its noise from the ``t``-th of ``jax.random.split(key, T)``."""
@@ -594,7 +790,8 @@ def checked_step(cfg: RecodeConfig, state: RecodeState, embeddings, key=None, *,
     return step(cfg, state, e, noise)
 
 
-def checked_update(cfg: RecodeConfig, state: RecodeState, embeddings, key=None, *, noise: Noise | None = None) -> RecodeState:
+def checked_update(cfg: RecodeConfig, state: RecodeState, embeddings, key=None, *,
+                   noise: Noise | None = None) -> RecodeState:
     """:func:`update` with the validation of :func:`checked_step`."""
     return checked_step(cfg, state, embeddings, key, noise=noise)[0]
 
