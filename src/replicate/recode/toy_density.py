@@ -5,9 +5,11 @@ round ``t`` (0-based) 64 points are drawn uniformly from the square ``[0, 1 + sq
 memory; with a small gamma the atoms' counts describe only the recent, large square; with a large gamma
 they keep the history, whose mass is concentrated near the origin (every round's square contains it).
 
-The round count (101), the 64 points per round and the square ``[0, 1 + sqrt(t)]^2`` are the paper's
-Fig. 1 setting as described in our issue tracker's reading of it; the paper gives no gamma, memory size,
-kappa or eta for the figure: those are OUR CHOICE, passed in by the caller (notebook 10 states them).
+The round count (101), the 64 points per round and the square of side ``1 + sqrt(t)`` are the setting of
+Fig. 1 of the ICLR-2023 version (Saade et al., "Robust Exploration via Clustering-based Online Density
+Estimation"), as read for our notes. That the square's corner is at the origin is our reading of the figure.
+The paper gives no gamma, memory size, kappa or eta for it: those are OUR CHOICE, passed in by the caller
+(notebook 10 states them).
 The memory is updated by Algorithm 1 as written (``discount_per="embedding"``).
 
 The claim checked in notebook 10: the count-weighted mean of the atoms moves towards the final square's
