@@ -2,7 +2,7 @@
 
 ``python benchmarks/ppo_throughput.py [--envs 8 64] [--updates 20] [--note TEXT]``
 
-Both agents are the same algorithm and network (``replicate.rl.ppo``: ``ActorCritic`` MLP 64x64,
+Both agents are the same algorithm and network (``replicate.rl.ppo`` with ``replicate.nn.actor_critic.ActorCritic`` MLP 64x64,
 two value heads, the same ``ppo_loss``, GAE, Adam, 4 epochs x 4 minibatches, rollout 128) on
 CartPole-v1, and both are timed after compilation:
 
@@ -40,6 +40,7 @@ import numpy as np
 import optax
 
 from replicate.benchmarking import time_call, write_results
+from replicate.nn import actor_critic
 from replicate.rl import envs, ppo
 
 
@@ -54,7 +55,7 @@ def python_loop_steps_per_s(cfg: ppo.PPOConfig, n_updates: int) -> float:
     import gymnasium as gym
 
     venv = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(cfg.num_envs)])
-    net = ppo.ActorCritic(2, tuple(cfg.hidden), cfg.activation)
+    net = actor_critic.ActorCritic(2, tuple(cfg.hidden), cfg.activation)
     tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate, eps=cfg.adam_eps))
     params = net.init(jax.random.PRNGKey(0), jnp.zeros((4,), jnp.float32))
     opt_state = tx.init(params)
@@ -106,15 +107,17 @@ def python_loop_steps_per_s(cfg: ppo.PPOConfig, n_updates: int) -> float:
 
 def atari_agent_steps_per_s(game: str, method: str, n_updates: int, num_envs: int = 8, num_steps: int = 64) -> dict:
     """Notebook 13's agent (cpu profile settings): agent steps/s of rollout + jitted act + update, after compilation."""
+    from replicate.recode import atari_agent, bonus
     from replicate.rl import atari
 
-    run = atari.RunConfig(total_frames=4 * num_envs * num_steps * (n_updates + 1), num_envs=num_envs, num_steps=num_steps,
-                          ppo=(("update_epochs", 2), ("num_minibatches", 4), ("learning_rate", 3e-4)),
-                          embedding="ap", embed_dim=32, memory_size=5000, atari=atari.AtariConfig(game=game))
+    run = atari_agent.RunConfig(total_frames=4 * num_envs * num_steps * (n_updates + 1), num_envs=num_envs,
+                                num_steps=num_steps, ppo=(("update_epochs", 2), ("num_minibatches", 4), ("learning_rate", 3e-4)),
+                                embedding="ap", embed_dim=32, memory_size=5000, atari=atari.AtariConfig(game=game))
     cfg = run.ppo_config()
     vec = atari.VecAtari(run.atari, num_envs, seed=0)
-    bonus, benv = atari.make_bonus(method, run, vec.n_actions)
-    init, act, update = atari.make_agent(cfg, vec.n_actions, bonus, benv)
+    benv = atari_agent.bonus_env(vec.n_actions, run.atari.size, run.atari.game)
+    agent_bonus = bonus.make_bonus(method, benv, num_envs, run.bonus_config())
+    init, act, update = atari_agent.make_agent(cfg, vec.n_actions, agent_bonus, benv)
     key = jax.random.PRNGKey(0)
     obs = vec.reset()
     state = init(key, obs)

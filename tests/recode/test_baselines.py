@@ -73,15 +73,6 @@ def test_rnd_error_shrinks_on_visited_inputs_more_than_on_novel_ones():
         baselines.checked_rnd_step(cfg, st, np.full((2, 4), np.nan, np.float32))
 
 
-def test_running_mean_std_matches_numpy():
-    x = np.random.default_rng(3).normal(2.0, 3.0, size=(1000,)).astype(np.float32)
-    rms = baselines.RunningMeanStd.create()
-    for chunk in np.split(x, 10):
-        rms = rms.update(chunk)
-    assert float(rms.mean) == pytest.approx(x.mean(), rel=1e-3)
-    assert float(rms.var) == pytest.approx(x.var(), rel=1e-2)
-
-
 def test_grid_stream_shifts_and_ground_truth():
     gs = GridStream(size=8, n_actors=4, episode_len=20, n_episodes=40, n_phases=2, seed=0)
     cells, acts = gs.trajectories()

@@ -61,8 +61,6 @@ def test_collect_marks_episode_ends_and_keeps_the_true_next_frame():
 def test_config_validation():
     with pytest.raises(ParameterError, match="frame_skip"):
         atari.AtariConfig(frame_skip=1)
-    with pytest.raises(ParameterError, match="method"):
-        atari.make_bonus("ngu", atari.RunConfig(), 18)
 
 
 def test_room_id_generalises_to_games_without_a_level_byte():

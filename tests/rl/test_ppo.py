@@ -1,6 +1,5 @@
 """PPO pieces against plain NumPy references: GAE, the clipped loss, intrinsic normalisation."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -15,72 +15,91 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any, Mapping
 
 import numpy as np
 
+from replicate import rng
 from replicate.params import ParameterError
-from replicate.recode import baselines as B
-from replicate.recode import memory as M
-from replicate.rl import bonus as Bn
+from replicate.recode import baselines, bonus, memory
 from replicate.rl import envs, exploration, ppo
 
 METHODS = ("none", "rnd", "ngu", "recode", "counts")
 LABELS = {"none": "no bonus", "rnd": "RND", "ngu": "NGU episodic", "recode": "RECODE", "counts": "true counts (oracle)"}
 
 
+def recode_config(memory_size: int | None, gamma: float | None) -> memory.RecodeConfig:
+    """RECODE's memory with the given size and discount; ``None`` keeps :class:`~replicate.recode.memory.RecodeConfig`'s
+    default (the paper's Atari values, 5e4 atoms and gamma = 0.999)."""
+    given = {"memory_size": memory_size, "gamma": gamma}
+    return memory.RecodeConfig(**{k: v for k, v in given.items() if v is not None})
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """Everything one DeepSea run needs besides the size, the bonus and the seeds."""
+    """Everything one DeepSea or MiniGrid run needs besides the size/task, the bonus and the seeds.
+
+    ``ppo``: :class:`replicate.rl.ppo.PPOConfig` overrides as ``(name, value)`` pairs (a mapping is accepted
+    and stored as pairs, so the spec stays hashable). ``memory_size``, ``recode_gamma``: RECODE's memory;
+    ``None`` takes :class:`~replicate.recode.memory.RecodeConfig`'s default (notebooks pass theirs).
+    """
 
     budget_episodes: int = 1000
     num_envs: int = 8
     num_steps: int = 16
-    ppo: dict = dataclasses.field(default_factory=dict)  # PPOConfig overrides
+    ppo: tuple[tuple[str, Any], ...] = ()
     embedding: str = "ap"  # NGU/RECODE embedding: 'ap', 'casm', 'random' or 'identity'
     embed_dim: int = 16
-    memory_size: int = 256  # RECODE atoms
-    recode_gamma: float = 0.999
+    memory_size: int | None = None  # RECODE atoms (None: RecodeConfig's default)
+    recode_gamma: float | None = None  # RECODE count discount (None: RecodeConfig's default)
     map_seed: int = 0
     count_c: float = 1.0  # oracle counts bonus 1/(sqrt(N) + c): c = 1 keeps first visits at reward 1
     hidden: tuple[int, ...] = (64, 64)  # PPO actor and critic MLPs
     casm_seq_len: int = 8  # CASM window (embedding='casm'); must divide num_steps
 
-    def __hash__(self):
-        return hash(repr(self))
+    def __post_init__(self) -> None:
+        if isinstance(self.ppo, Mapping):
+            object.__setattr__(self, "ppo", tuple(self.ppo.items()))
+        if self.embedding not in bonus.EMBEDDINGS:
+            raise ParameterError(f"RunSpec: embedding={self.embedding!r}; choose one of {bonus.EMBEDDINGS}")
+        if self.embedding == "casm" and self.num_steps % self.casm_seq_len:
+            raise ParameterError(f"RunSpec: casm_seq_len={self.casm_seq_len} must divide num_steps={self.num_steps}")
+
+    def bonus_config(self, env) -> bonus.BonusConfig:
+        """The bonus settings of this spec on ``env`` (NGU's episodic memory is sized to the episode length)."""
+        return bonus.BonusConfig(
+            embedding=bonus.EmbeddingConfig(self.embedding, dim=self.embed_dim, ap_hidden=(64,), casm_seq_len=self.casm_seq_len),
+            recode=recode_config(self.memory_size, self.recode_gamma),
+            episodic=baselines.EpisodicConfig(capacity=max(10, env.max_episode_steps + 1), k=min(10, env.max_episode_steps)),
+            count_c=self.count_c)
+
+    def ppo_config(self, total_timesteps: int) -> ppo.PPOConfig:
+        """PPO for ``total_timesteps`` environment steps rounded up to whole rollouts."""
+        batch = self.num_envs * self.num_steps
+        total = max(1, -(-int(total_timesteps) // batch)) * batch
+        return ppo.PPOConfig(num_envs=self.num_envs, num_steps=self.num_steps, total_timesteps=total,
+                             hidden=tuple(self.hidden), **dict(self.ppo))
 
 
 def ppo_config(spec: RunSpec, size: int) -> ppo.PPOConfig:
-    batch = spec.num_envs * spec.num_steps
-    steps = spec.budget_episodes * size
-    total = max(1, -(-steps // batch)) * batch
-    return _ppo_config(spec, total)
-
-
-def _ppo_config(spec: RunSpec, total: int) -> ppo.PPOConfig:
-    return ppo.PPOConfig(num_envs=spec.num_envs, num_steps=spec.num_steps, total_timesteps=total,
-                         hidden=tuple(spec.hidden), **spec.ppo)
+    """PPO for a DeepSea-``size`` run: ``budget_episodes * size`` steps rounded up to whole rollouts."""
+    return spec.ppo_config(spec.budget_episodes * size)
 
 
 def make_bonus(method: str, env, spec: RunSpec):
+    """The bonus ``method`` (one of :data:`METHODS`) of ``spec`` on ``env`` (:func:`replicate.recode.bonus.make_bonus`)."""
     if method not in METHODS:
         raise ParameterError(f"method {method!r}: choose one of {METHODS}")
-    if spec.embedding == "casm" and spec.num_steps % spec.casm_seq_len:
-        raise ParameterError(f"casm_seq_len={spec.casm_seq_len} must divide num_steps={spec.num_steps}")
-    emb = Bn.EmbeddingConfig(spec.embedding, dim=spec.embed_dim, ap_hidden=(64,), casm_seq_len=spec.casm_seq_len)
-    return Bn.make_bonus(method, env, spec.num_envs, embedding=emb,
-                         count_c=spec.count_c, recode=M.RecodeConfig(memory_size=spec.memory_size, gamma=spec.recode_gamma),
-                         episodic=B.EpisodicConfig(capacity=max(10, env.max_episode_steps + 1), k=min(10, env.max_episode_steps)))
+    return bonus.make_bonus(method, env, spec.num_envs, spec.bonus_config(env))
 
 
 def deep_sea_run(size: int, method: str, seeds, spec: RunSpec) -> dict:
     """Train ``method`` on DeepSea-``size`` for every seed; NumPy curves (S, U) and timings."""
     env = envs.deep_sea(int(size), map_seed=spec.map_seed)
     cfg = ppo_config(spec, size)
-    bonus = make_bonus(method, env, spec)
-    from replicate import rng
-
+    agent_bonus = make_bonus(method, env, spec)
     t0 = time.perf_counter()
-    _, m = ppo.train_seeds(cfg, env, bonus, rng.seed_keys(list(seeds)))
+    _, m = ppo.train_seeds(cfg, env, agent_bonus, rng.seed_keys(list(seeds)))
     wall = time.perf_counter() - t0
     fs = m["first_success"][:, -1]
     return {
@@ -99,13 +118,10 @@ def minigrid_run(task: str, method: str, seeds, spec: RunSpec, total_steps: int,
     if not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
         raise ParameterError(f"total_steps={total_steps!r} must be a positive int")
     env = envs.minigrid(task, max_steps=max_steps)
-    batch = spec.num_envs * spec.num_steps
-    cfg = _ppo_config(spec, max(1, -(-int(total_steps) // batch)) * batch)
-    bonus = make_bonus(method, env, spec)
-    from replicate import rng
-
+    cfg = spec.ppo_config(total_steps)
+    agent_bonus = make_bonus(method, env, spec)
     t0 = time.perf_counter()
-    _, m = ppo.train_seeds(cfg, env, bonus, rng.seed_keys(list(seeds)))
+    _, m = ppo.train_seeds(cfg, env, agent_bonus, rng.seed_keys(list(seeds)))
     wall = time.perf_counter() - t0
     ended = m["episodes_ended"].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -20,8 +20,8 @@ under r = 1/sqrt(N)) for RND.
 * Tabular counts: the true state's count with the same per-embedding discount as RECODE
   (``gamma = 1``: plain counts), reward ``1 / (sqrt(N) + c)``.
 
-:class:`RunningMeanStd` is the running normalisation shared by RND and by the agent-side
-normalisation of RECODE's reward by its running standard deviation (RECODE Sec. 3).
+RND normalises its inputs with :class:`replicate.rl.normalisation.RunningMeanStd` (the running moments PPO
+also uses for the intrinsic reward, RECODE Sec. 3) and its networks are :class:`replicate.nn.mlp.MLP`.
 """
 
 from __future__ import annotations
@@ -30,50 +30,19 @@ import dataclasses
 import functools
 from typing import NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from replicate.nn.mlp import MLP
 from replicate.recode import memory
+from replicate.rl.normalisation import RunningMeanStd
 
 
 class Estimate(NamedTuple):
     reward: jax.Array  # (B,)
     count: jax.Array  # (B,)
-
-
-# ----------------------------------------------------------------------------------------------
-# Running mean / std (parallel-merge update; Chan et al.)
-
-
-class RunningMeanStd(NamedTuple):
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-
-    @staticmethod
-    def create(shape=(), eps: float = 1e-4) -> "RunningMeanStd":
-        return RunningMeanStd(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(eps, jnp.float32))
-
-    def update(self, x: jax.Array) -> "RunningMeanStd":
-        x = jnp.asarray(x, jnp.float32)
-        bm, bv, bc = jnp.mean(x, axis=0), jnp.var(x, axis=0), x.shape[0]
-        delta = bm - self.mean
-        tot = self.count + bc
-        mean = self.mean + delta * bc / tot
-        m2 = self.var * self.count + bv * bc + delta**2 * self.count * bc / tot
-        return RunningMeanStd(mean, m2 / tot, tot)
-
-    def std(self) -> jax.Array:
-        return jnp.sqrt(self.var + 1e-8)
-
-
-def normalise_rewards(rms: RunningMeanStd, rewards: jax.Array) -> tuple[RunningMeanStd, jax.Array]:
-    """Divide rewards by a running estimate of their standard deviation (RECODE Sec. 3; RND)."""
-    rms = rms.update(rewards)
-    return rms, rewards / rms.std()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,18 +165,6 @@ def checked_tabular_step(cfg: TabularConfig, counts: jax.Array, state_ids) -> tu
 
 # ----------------------------------------------------------------------------------------------
 # RND
-
-
-class MLP(nn.Module):
-    features: tuple[int, ...]
-
-    @nn.compact
-    def __call__(self, x):
-        for i, f in enumerate(self.features):
-            x = nn.Dense(f)(x)
-            if i < len(self.features) - 1:
-                x = nn.relu(x)
-        return x
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,10 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import spearmanr
 
-from replicate.recode import baselines
-from replicate.recode import memory
+from replicate.recode import baselines, memory
 from replicate.recode.streams import GridStream
-
 
 _CHUNK = 1024  # calls per block of observation noise (noise is drawn per block: segment-independent)
 

@@ -25,8 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from replicate.recode import memory
-from replicate.recode import representations
+from replicate.recode import memory, representations
 
 MOVES = np.array([[0, 1], [0, -1], [-1, 0], [1, 0]])
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from replicate.recode.baselines import MLP
+from replicate.nn.mlp import MLP
 
 
 class TrainState(NamedTuple):

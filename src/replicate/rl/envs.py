@@ -61,13 +61,7 @@ class Adapter:
     step: Callable[[jax.Array, Any, jax.Array], StepResult]
     state_id: Callable[[Any], jax.Array]
     n_states: int | None = None
-    max_episode_steps: int | None = None
-
-    def __hash__(self) -> int:  # used as a static argument of jit
-        return id(self)
-
-    def __eq__(self, other) -> bool:
-        return self is other
+    max_episode_steps: int | None = None  # frozen, every field hashable (functions hash by identity): a valid static jit argument
 
 
 def gymnax_adapter(env, params=None, *, name: str | None = None, state_id=None, n_states=None,

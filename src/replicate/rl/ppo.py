@@ -39,11 +39,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax.linen.initializers import constant, orthogonal
 
+from replicate.nn.actor_critic import ActorCritic
 from replicate.params import ParameterError
 from replicate.rl import exploration
 from replicate.rl.envs import Adapter
+from replicate.rl.normalisation import RunningMeanStd
 
 INT_NORMS = ("return", "reward", "none")
 
@@ -123,32 +124,6 @@ class PPOConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-# Network
-
-
-class ActorCritic(nn.Module):
-    """Actor MLP -> logits; critic MLP -> (v_ext, v_int) from two linear heads (RND's dual heads)."""
-
-    n_actions: int
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-
-    @nn.compact
-    def __call__(self, x):
-        act = nn.tanh if self.activation == "tanh" else nn.relu
-        a = x
-        for h in self.hidden:
-            a = act(nn.Dense(h, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(a))
-        logits = nn.Dense(self.n_actions, kernel_init=orthogonal(0.01), bias_init=constant(0.0))(a)
-        c = x
-        for h in self.hidden:
-            c = act(nn.Dense(h, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(c))
-        v_ext = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0), name="v_ext")(c)[..., 0]
-        v_int = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0), name="v_int")(c)[..., 0]
-        return logits, v_ext, v_int
-
-
-# ----------------------------------------------------------------------------------------------
 # GAE, loss, intrinsic normalisation (public: tested against NumPy / hand computations)
 
 
@@ -207,33 +182,13 @@ def ppo_loss(cfg: PPOConfig, logits, v_ext, v_int, batch, int_weight: float = 1.
     return total, {"pg_loss": pg, "v_loss": v_loss, "entropy": ent, "approx_kl": approx_kl, "clipfrac": clipfrac}
 
 
-class Moments(NamedTuple):
-    """Running mean / variance / count (parallel merge, Chan et al. 1979)."""
-
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-
-    @staticmethod
-    def create() -> "Moments":
-        return Moments(jnp.zeros((), jnp.float32), jnp.ones((), jnp.float32), jnp.asarray(1e-4, jnp.float32))
-
-    def update(self, x) -> "Moments":
-        x = jnp.asarray(x, jnp.float32).reshape(-1)
-        bm, bv, bc = jnp.mean(x), jnp.var(x), x.shape[0]
-        delta = bm - self.mean
-        tot = self.count + bc
-        m2 = self.var * self.count + bv * bc + delta**2 * self.count * bc / tot
-        return Moments(self.mean + delta * bc / tot, m2 / tot, tot)
-
-
 class IntNormState(NamedTuple):
     filt: jax.Array  # (E,) discounted intrinsic return R of each environment (carried over rollouts)
-    moments: Moments
+    moments: RunningMeanStd  # running moments of the discounted intrinsic returns (or rewards)
 
 
 def int_norm_init(num_envs: int) -> IntNormState:
-    return IntNormState(jnp.zeros((num_envs,), jnp.float32), Moments.create())
+    return IntNormState(jnp.zeros((num_envs,), jnp.float32), RunningMeanStd.create())
 
 
 def normalise_intrinsic(state: IntNormState, r_int, gamma_int: float, mode: str = "return"):
@@ -327,7 +282,8 @@ def learn(cfg: PPOConfig, net: nn.Module, tx: optax.GradientTransformation, para
 def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
     """``train(key) -> (runner, metrics)``: pure, jittable, vmappable over keys.
 
-    ``bonus``: ``None`` (no intrinsic reward) or a :class:`replicate.rl.bonus.Bonus`.
+    ``bonus``: ``None`` (no intrinsic reward) or any object with ``init(key, env) -> state`` and
+    ``intrinsic(state, rollout, key) -> (state, r_int, info)`` (e.g. :class:`replicate.recode.bonus.Bonus`).
     ``metrics``: dict of (num_updates,) arrays: ``env_steps``, ``episodes``, ``first_success``,
     ``successes``, ``distinct_states``, ``return_sum``/``episodes_ended`` (of the update),
     ``r_int_raw``/``r_int`` (means), losses.

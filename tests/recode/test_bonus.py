@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from replicate.params import ParameterError
-from replicate.recode import baselines as B
-from replicate.recode import memory as M
-from replicate.rl import bonus as Bn
+from replicate.recode import baselines, bonus, memory, representations
 from replicate.rl import envs, ppo
 
 
@@ -31,7 +29,7 @@ def test_counts_bonus_is_inverse_sqrt_of_earlier_visits(env):
     ids = np.array([[0, 1], [0, 0], [1, 2], [0, 1]])
     T, E = ids.shape
     ro = _rollout(jnp.zeros((T, E, env.obs_dim)), jnp.asarray(ids))
-    b = Bn.make_bonus("counts", env, E, count_c=1e-3)
+    b = bonus.make_bonus("counts", env, E, bonus.BonusConfig(count_c=1e-3))
     st = b.init(jax.random.PRNGKey(0), env)
     st, r, _ = b.intrinsic(st, ro, jax.random.PRNGKey(1))
     # reference: counts before each time step (all envs of one step see the same pre-step counts)
@@ -49,8 +47,8 @@ def test_recode_bonus_rewards_repeats_less_and_respects_capacity(env):
     cells = np.array([0, 5, 10])
     x = np.zeros((T, E, env.obs_dim), np.float32)
     x[:, np.arange(E), cells] = 1.0  # every env revisits its own cell
-    b = Bn.make_bonus("recode", env, E, recode=M.RecodeConfig(memory_size=16, k=2, eta=1.0),
-                      embedding=Bn.EmbeddingConfig("identity"))
+    b = bonus.make_bonus("recode", env, E, bonus.BonusConfig(recode=memory.RecodeConfig(memory_size=16, k=2, eta=1.0),
+                                                         embedding=bonus.EmbeddingConfig("identity")))
     st = b.init(jax.random.PRNGKey(0), env)
     st, r, info = jax.jit(b.intrinsic)(st, _rollout(jnp.asarray(x)), jax.random.PRNGKey(1))
     r = np.asarray(r)
@@ -67,8 +65,8 @@ def test_ngu_bonus_resets_at_episode_start(env):
     first = np.zeros((T, E), bool)
     first[0] = True
     first[5, 0] = True  # env 0 starts a new episode at t = 5; env 1 does not
-    cfg = B.EpisodicConfig(capacity=10, k=2)
-    b = Bn.make_bonus("ngu", env, E, episodic=cfg, embedding=Bn.EmbeddingConfig("identity"))
+    cfg = baselines.EpisodicConfig(capacity=10, k=2)
+    b = bonus.make_bonus("ngu", env, E, bonus.BonusConfig(episodic=cfg, embedding=bonus.EmbeddingConfig("identity")))
     st = b.init(jax.random.PRNGKey(0), env)
     _, r, _ = jax.jit(b.intrinsic)(st, _rollout(jnp.asarray(x), first=jnp.asarray(first)), jax.random.PRNGKey(1))
     r = np.asarray(r)
@@ -81,7 +79,8 @@ def test_ngu_bonus_resets_at_episode_start(env):
 def test_rnd_bonus_learns_repeated_inputs(env):
     T, E = 8, 4
     x = jax.random.normal(jax.random.PRNGKey(3), (T, E, env.obs_dim))
-    b = Bn.make_bonus("rnd", env, E, rnd=B.RNDConfig(learning_rate=1e-3), rnd_epochs=4, rnd_minibatches=2)
+    b = bonus.make_bonus("rnd", env, E, bonus.BonusConfig(rnd=baselines.RNDConfig(learning_rate=1e-3), rnd_epochs=4,
+                                                      rnd_minibatches=2))
     st = b.init(jax.random.PRNGKey(0), env)
     f = jax.jit(b.intrinsic)
     ro = _rollout(x)
@@ -93,20 +92,21 @@ def test_rnd_bonus_learns_repeated_inputs(env):
 
 def test_make_bonus_validation(env):
     with pytest.raises(ParameterError, match="unknown"):
-        Bn.make_bonus("icm", env, 2)
-    assert Bn.make_bonus("none", env, 2) is None
+        bonus.make_bonus("icm", env, 2)
+    assert bonus.make_bonus("none", env, 2) is None
     cart = envs.gymnax_env("CartPole-v1")
     with pytest.raises(ParameterError, match="n_states"):
-        Bn.make_bonus("counts", cart, 2)
+        bonus.make_bonus("counts", cart, 2)
     with pytest.raises(ParameterError):
-        Bn.EmbeddingConfig("pixels")
+        bonus.EmbeddingConfig("pixels")
 
 
 def test_train_end_to_end_recode_ap(env):
     """One tiny jitted run (two seeds, lax.map): metrics have the documented shapes and stay finite."""
     cfg = ppo.PPOConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3, num_minibatches=2, update_epochs=1)
-    b = Bn.make_bonus("recode", env, cfg.num_envs, recode=M.RecodeConfig(memory_size=16),
-                      embedding=Bn.EmbeddingConfig("ap", dim=8, ap_hidden=(16,), ap_minibatches=2))
+    b = bonus.make_bonus("recode", env, cfg.num_envs, bonus.BonusConfig(
+        recode=memory.RecodeConfig(memory_size=16),
+        embedding=bonus.EmbeddingConfig("ap", dim=8, ap_hidden=(16,), ap_minibatches=2)))
     _, m = ppo.train_seeds(cfg, env, b, jax.random.split(jax.random.PRNGKey(0), 2))
     assert m["env_steps"].shape == (2, 3) and list(m["env_steps"][0]) == [32, 64, 96]
     assert np.all(m["episodes"][:, -1] == 96 // 4)  # DeepSea-4 episodes last exactly 4 steps
@@ -121,7 +121,7 @@ def test_rollout_windows_match_numpy_slicing():
     obs = rng.normal(size=(T, E, d)).astype(np.float32)
     act = rng.integers(0, 4, (T, E))
     done = rng.random((T, E)) < 0.3
-    o, a, v = Bn.rollout_windows(jnp.asarray(obs), jnp.asarray(act), jnp.asarray(done), L)
+    o, a, v = bonus.rollout_windows(jnp.asarray(obs), jnp.asarray(act), jnp.asarray(done), L)
     assert o.shape == (E * T // L, L, d)
     w = 0
     for e in range(E):  # environment-major, then consecutive windows in time
@@ -131,24 +131,23 @@ def test_rollout_windows_match_numpy_slicing():
             np.testing.assert_array_equal(np.asarray(v[w]), ~done[s:s + L, e])
             w += 1
     with pytest.raises(ParameterError, match="longer than the rollout"):
-        Bn.rollout_windows(jnp.asarray(obs), jnp.asarray(act), jnp.asarray(done), 16)
+        bonus.rollout_windows(jnp.asarray(obs), jnp.asarray(act), jnp.asarray(done), 16)
 
 
 def test_casm_loss_ignores_actions_across_episode_ends():
     """The masked CE with `valid` equals a NumPy weighted CE over the model's logits."""
-    from replicate.recode import representations as R
 
-    cfg = R.CASMConfig(obs_dim=5, n_actions=3, embed_dim=4, encoder_hidden=(8,), model_dim=8, n_layers=1, n_heads=2, seq_len=6,
+    cfg = representations.CASMConfig(obs_dim=5, n_actions=3, embed_dim=4, encoder_hidden=(8,), model_dim=8, n_layers=1, n_heads=2, seq_len=6,
                        classifier_hidden=(8,))
-    st = R.init_casm(cfg, jax.random.PRNGKey(0))
+    st = representations.init_casm(cfg, jax.random.PRNGKey(0))
     rng = np.random.default_rng(1)
     obs = jnp.asarray(rng.normal(size=(4, 6, 5)), jnp.float32)
     act = jnp.asarray(rng.integers(0, 3, (4, 6)))
-    masks = R.sample_masks(cfg, jax.random.PRNGKey(2), 4)
+    masks = representations.sample_masks(cfg, jax.random.PRNGKey(2), 4)
     valid = jnp.asarray(rng.random((4, 6)) < 0.6)
-    casm_loss = jax.jit(R.casm_loss, static_argnums=0)
+    casm_loss = jax.jit(representations.casm_loss, static_argnums=0)
     loss, _ = casm_loss(cfg, st.params, obs, act, masks, valid)
-    logits = np.asarray(R.casm_logits(cfg, st.params, obs, act, masks), np.float64)
+    logits = np.asarray(representations.casm_logits(cfg, st.params, obs, act, masks), np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     tgt = np.asarray(act)[:, :-1]
     ce = -np.take_along_axis(logp, tgt[..., None], -1)[..., 0]
@@ -162,10 +161,26 @@ def test_casm_loss_ignores_actions_across_episode_ends():
 def test_train_end_to_end_recode_casm(env):
     """RECODE on an online CASM embedding inside the jitted PPO loop: finite losses, embedding learns."""
     cfg = ppo.PPOConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3, num_minibatches=2, update_epochs=1)
-    b = Bn.make_bonus("recode", env, cfg.num_envs, recode=M.RecodeConfig(memory_size=16),
-                      embedding=Bn.EmbeddingConfig("casm", dim=8, ap_hidden=(16,), ap_minibatches=2, casm_seq_len=4,
-                                                   casm_dim=16, casm_heads=2))
+    b = bonus.make_bonus("recode", env, cfg.num_envs, bonus.BonusConfig(
+        recode=memory.RecodeConfig(memory_size=16),
+        embedding=bonus.EmbeddingConfig("casm", dim=8, ap_hidden=(16,), ap_minibatches=2, casm_seq_len=4, casm_dim=16,
+                                        casm_heads=2)))
     _, m = ppo.train_seeds(cfg, env, b, jax.random.split(jax.random.PRNGKey(0), 1))
     for k in ("loss", "r_int", "casm_loss", "casm_accuracy", "recode_atoms"):
         assert np.all(np.isfinite(m[k])), k
     assert np.all(m["casm_loss"] > 0)
+
+
+def test_run_spec_is_hashable_takes_a_mapping_and_owns_no_memory_default():
+    from replicate.recode import agents
+
+    spec = agents.RunSpec(ppo={"learning_rate": 3e-4, "gamma": 0.99}, memory_size=64)
+    assert spec.ppo == (("learning_rate", 3e-4), ("gamma", 0.99))
+    assert hash(spec) == hash(agents.RunSpec(ppo=(("learning_rate", 3e-4), ("gamma", 0.99)), memory_size=64))
+    env = envs.deep_sea(4)
+    bcfg = spec.bonus_config(env)
+    assert bcfg.recode.memory_size == 64 and bcfg.episodic.capacity == 10 and bcfg.episodic.k == 4
+    assert agents.RunSpec().bonus_config(env).recode == memory.RecodeConfig()
+    assert agents.ppo_config(spec, 4).total_timesteps == 1000 * 4 // 128 * 128 + 128
+    with pytest.raises(ParameterError, match="casm_seq_len"):
+        agents.RunSpec(embedding="casm", num_steps=12, casm_seq_len=8)

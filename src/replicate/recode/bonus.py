@@ -1,4 +1,4 @@
-"""Intrinsic-reward bonuses for :mod:`replicate.rl.ppo`, one small interface over RECODE I's estimators.
+"""Intrinsic-reward bonuses for :mod:`replicate.rl.ppo`, one small interface over RECODE's estimators.
 
 A :class:`Bonus` is a pair of pure, jittable functions over an explicit state pytree:
 
@@ -46,12 +46,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from replicate.params import ParameterError
-from replicate.recode import baselines as B
-from replicate.recode import memory as M
-from replicate.recode import representations as R
+from replicate.recode import baselines, memory, representations
 
 BONUSES = ("none", "counts", "rnd", "ngu", "recode")
 EMBEDDINGS = ("random", "identity", "ap", "casm")
@@ -62,12 +59,6 @@ class Bonus:
     name: str
     init: Callable[[jax.Array, Any], Any]
     intrinsic: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array, dict]]
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __eq__(self, other) -> bool:
-        return self is other
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +98,8 @@ class EmbeddingConfig:
 # Embeddings: state pytree, embed(state, obs), train(state, rollout, key)
 
 
-def _ap_cfg(ecfg: EmbeddingConfig, env) -> R.APConfig:
-    return R.APConfig(obs_dim=env.obs_dim, n_actions=env.n_actions, embed_dim=ecfg.dim, hidden=tuple(ecfg.ap_hidden),
+def _ap_cfg(ecfg: EmbeddingConfig, env) -> representations.APConfig:
+    return representations.APConfig(obs_dim=env.obs_dim, n_actions=env.n_actions, embed_dim=ecfg.dim, hidden=tuple(ecfg.ap_hidden),
                       classifier_hidden=tuple(ecfg.ap_hidden), learning_rate=ecfg.ap_learning_rate)
 
 
@@ -126,7 +117,7 @@ def _embedding(ecfg: EmbeddingConfig, env):
     apcfg = _ap_cfg(ecfg, env)
 
     def embed(st, o):
-        return R.ap_embed(apcfg, st.params, o)
+        return representations.ap_embed(apcfg, st.params, o)
 
     def train(st, ro, key):
         o = ro.obs.reshape(-1, env.obs_dim)
@@ -139,18 +130,18 @@ def _embedding(ecfg: EmbeddingConfig, env):
             perm = jax.random.permutation(kk, n)[: mb * ecfg.ap_minibatches].reshape(ecfg.ap_minibatches, mb)
 
             def step(s, idx):
-                s, info = R.ap_train_step(apcfg, s, o[idx], a[idx], o2[idx])
+                s, info = representations.ap_train_step(apcfg, s, o[idx], a[idx], o2[idx])
                 return s, info
 
             st, info = jax.lax.scan(step, st, perm)
             infos = {"ap_loss": jnp.mean(info["loss"]), "ap_accuracy": jnp.mean(info["accuracy"])}
         return st, infos
 
-    return ecfg.dim, (lambda k: R.init_ap(apcfg, k)), embed, train
+    return ecfg.dim, (lambda k: representations.init_ap(apcfg, k)), embed, train
 
 
-def _casm_cfg(ecfg: EmbeddingConfig, env) -> R.CASMConfig:
-    return R.CASMConfig(obs_dim=env.obs_dim, n_actions=env.n_actions, embed_dim=ecfg.dim, encoder_hidden=tuple(ecfg.ap_hidden),
+def _casm_cfg(ecfg: EmbeddingConfig, env) -> representations.CASMConfig:
+    return representations.CASMConfig(obs_dim=env.obs_dim, n_actions=env.n_actions, embed_dim=ecfg.dim, encoder_hidden=tuple(ecfg.ap_hidden),
                         model_dim=ecfg.casm_dim, n_layers=ecfg.casm_layers, n_heads=ecfg.casm_heads, seq_len=ecfg.casm_seq_len,
                         n_masks=ecfg.casm_masks, classifier_hidden=tuple(ecfg.ap_hidden), learning_rate=ecfg.ap_learning_rate)
 
@@ -179,7 +170,7 @@ def _casm_embedding(ecfg: EmbeddingConfig, env):
     ccfg = _casm_cfg(ecfg, env)
 
     def embed(st, o):
-        return R.CASMModel(ccfg).apply(st.params, o, method=R.CASMModel.embed)
+        return representations.CASMModel(ccfg).apply(st.params, o, method=representations.CASMModel.embed)
 
     def train(st, ro, key):
         o, a, valid = rollout_windows(ro.obs, ro.action, ro.done, ccfg.seq_len)
@@ -193,13 +184,13 @@ def _casm_embedding(ecfg: EmbeddingConfig, env):
 
             def step(s, xs):
                 idx, km = xs
-                return R.casm_train_step(ccfg, s, o[idx], a[idx], km, valid[idx])
+                return representations.casm_train_step(ccfg, s, o[idx], a[idx], km, valid[idx])
 
             st, info = jax.lax.scan(step, st, (perm, jax.random.split(k_mask, mbs)))
             infos = {"casm_loss": jnp.mean(info["loss"]), "casm_accuracy": jnp.mean(info["accuracy"])}
         return st, infos
 
-    return ecfg.dim, (lambda k: R.init_casm(ccfg, k)), embed, train
+    return ecfg.dim, (lambda k: representations.init_casm(ccfg, k)), embed, train
 
 
 def _flat_embed(embed, st, x):
@@ -213,14 +204,14 @@ def _flat_embed(embed, st, x):
 
 
 def counts_bonus(n_states: int, *, gamma: float = 1.0, c: float = 1e-3) -> Bonus:
-    cfg = B.TabularConfig(n_states=int(n_states), gamma=gamma, c=c)
+    cfg = baselines.TabularConfig(n_states=int(n_states), gamma=gamma, c=c)
 
     def init(key, env):
-        return B.init_tabular(cfg)
+        return baselines.init_tabular(cfg)
 
     def intrinsic(counts, ro, key):
         def body(cnt, ids):
-            cnt, est = B.tabular_step(cfg, cnt, ids)
+            cnt, est = baselines.tabular_step(cfg, cnt, ids)
             return cnt, est.reward
 
         counts, r = jax.lax.scan(body, counts, ro.next_state_id.astype(jnp.int32))
@@ -229,27 +220,27 @@ def counts_bonus(n_states: int, *, gamma: float = 1.0, c: float = 1e-3) -> Bonus
     return Bonus("counts", init, intrinsic)
 
 
-def rnd_bonus(cfg: B.RNDConfig = B.RNDConfig(), *, epochs: int = 4, minibatches: int = 4) -> Bonus:
+def rnd_bonus(cfg: baselines.RNDConfig = baselines.RNDConfig(), *, epochs: int = 4, minibatches: int = 4) -> Bonus:
     def init(key, env):
-        return B.init_rnd(cfg, key, env.obs_dim)
+        return baselines.init_rnd(cfg, key, env.obs_dim)
 
     def intrinsic(st, ro, key):
         t, e, d = ro.next_obs.shape
         x = ro.next_obs.reshape(t * e, d)
-        r = B.rnd_reward(cfg, st, x).reshape(t, e)  # before training on this rollout
+        r = baselines.rnd_reward(cfg, st, x).reshape(t, e)  # before training on this rollout
         mb = (t * e) // minibatches
         for kk in jax.random.split(key, epochs):
             perm = jax.random.permutation(kk, t * e)[: mb * minibatches].reshape(minibatches, mb)
-            st, _ = jax.lax.scan(lambda s, idx: B.rnd_step(cfg, s, x[idx]), st, perm)
+            st, _ = jax.lax.scan(lambda s, idx: baselines.rnd_step(cfg, s, x[idx]), st, perm)
         return st, r, {}
 
     return Bonus("rnd", init, intrinsic)
 
 
-def ngu_bonus(cfg: B.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) -> Bonus:
+def ngu_bonus(cfg: baselines.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) -> Bonus:
     def init(key, env):
         dim, e_init, _, _ = _embedding(ecfg, env)
-        return {"memory": B.init_episodic(cfg, env.num_envs_hint, dim), "embed": e_init(key)}
+        return {"memory": baselines.init_episodic(cfg, env.num_envs_hint, dim), "embed": e_init(key)}
 
     def make(env):
         _, _, embed, train = _embedding(ecfg, env)
@@ -261,9 +252,9 @@ def ngu_bonus(cfg: B.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) 
             def body(mem, xs):
                 eo, en, first = xs
                 # a new episode: empty the memory and insert its first observation
-                started, _ = B.episodic_step(cfg, mem, eo, jnp.ones_like(first))
+                started, _ = baselines.episodic_step(cfg, mem, eo, jnp.ones_like(first))
                 mem = jax.tree.map(lambda a, b: jnp.where(first.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), started, mem)
-                mem, est = B.episodic_step(cfg, mem, en, jnp.zeros_like(first))
+                mem, est = baselines.episodic_step(cfg, mem, en, jnp.zeros_like(first))
                 return mem, est.reward
 
             mem, r = jax.lax.scan(body, st["memory"], (e_obs, e_next, ro.first))
@@ -275,10 +266,10 @@ def ngu_bonus(cfg: B.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) 
     return _EnvBound("ngu", init, make)
 
 
-def recode_bonus(cfg: M.RecodeConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) -> Bonus:
+def recode_bonus(cfg: memory.RecodeConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) -> Bonus:
     def init(key, env):
         dim, e_init, _, _ = _embedding(ecfg, env)
-        return {"memory": M.init(cfg, dim), "embed": e_init(key)}
+        return {"memory": memory.init(cfg, dim), "embed": e_init(key)}
 
     def make(env):
         _, _, embed, train = _embedding(ecfg, env)
@@ -289,7 +280,7 @@ def recode_bonus(cfg: M.RecodeConfig, ecfg: EmbeddingConfig = EmbeddingConfig())
 
             def body(mem, xs):
                 en, kk = xs
-                mem, out = M.step(cfg, mem, en, M.draw_noise(cfg, kk, en.shape[0]))
+                mem, out = memory.step(cfg, mem, en, memory.draw_noise(cfg, kk, en.shape[0]))
                 return mem, (out.reward, out.inserted)
 
             mem, (r, ins) = jax.lax.scan(body, st["memory"], (e_next, jax.random.split(k_mem, e_next.shape[0])))
@@ -327,11 +318,39 @@ class _WithEnvs:
         return getattr(self._env, name)
 
 
-def make_bonus(name: str, env, num_envs: int, *, embedding: EmbeddingConfig = EmbeddingConfig(),
-               recode: M.RecodeConfig | None = None, episodic: B.EpisodicConfig | None = None,
-               rnd: B.RNDConfig | None = None, rnd_epochs: int = 4, rnd_minibatches: int = 4,
-               count_c: float = 1e-3) -> Bonus | None:
-    """The bonus called ``name`` (one of :data:`BONUSES`) bound to ``env``; ``None`` for 'none'."""
+@dataclasses.dataclass(frozen=True)
+class BonusConfig:
+    """Everything a bonus needs besides its name and the environment (one config for every run type).
+
+    embedding: the observation embedding of ``ngu`` and ``recode``. recode: RECODE's memory (its defaults,
+    :class:`replicate.recode.memory.RecodeConfig`, own ``memory_size`` and ``gamma``). episodic: NGU's memory
+    (``None``: capacity ``max(10, max_episode_steps + 1)`` of the environment, 1001 without a step limit).
+    rnd, rnd_epochs, rnd_minibatches: RND's networks and its predictor's Adam steps per rollout.
+    count_c: the constant ``c`` of the oracle ``counts`` bonus ``1 / (sqrt(N) + c)``.
+    """
+
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    recode: memory.RecodeConfig = memory.RecodeConfig()
+    episodic: baselines.EpisodicConfig | None = None
+    rnd: baselines.RNDConfig = baselines.RNDConfig()
+    rnd_epochs: int = 4
+    rnd_minibatches: int = 4
+    count_c: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.rnd_epochs < 1 or self.rnd_minibatches < 1:
+            raise ParameterError(f"BonusConfig: need rnd_epochs >= 1 and rnd_minibatches >= 1, got {self.rnd_epochs}, "
+                                 f"{self.rnd_minibatches}")
+        if self.count_c <= 0:
+            raise ParameterError(f"BonusConfig: count_c={self.count_c} must be > 0")
+
+
+def make_bonus(name: str, env, num_envs: int, cfg: BonusConfig = BonusConfig()) -> Bonus | None:
+    """The bonus called ``name`` (one of :data:`BONUSES`) bound to ``env``; ``None`` for 'none'.
+
+    The one constructor of bonuses: the DeepSea/MiniGrid runs (:mod:`replicate.recode.agents`) and the Atari
+    agent (:mod:`replicate.recode.atari_agent`) build a :class:`BonusConfig` from their run config and call it.
+    """
     if name not in BONUSES:
         raise ParameterError(f"bonus {name!r} is unknown; choose one of {BONUSES}")
     if name == "none":
@@ -339,10 +358,10 @@ def make_bonus(name: str, env, num_envs: int, *, embedding: EmbeddingConfig = Em
     if name == "counts":
         if env.n_states is None:
             raise ParameterError(f"bonus 'counts' needs the true state; environment {env.name} has no n_states")
-        return counts_bonus(env.n_states, c=count_c)
+        return counts_bonus(env.n_states, c=cfg.count_c)
     if name == "rnd":
-        return rnd_bonus(rnd or B.RNDConfig(), epochs=rnd_epochs, minibatches=rnd_minibatches)
+        return rnd_bonus(cfg.rnd, epochs=cfg.rnd_epochs, minibatches=cfg.rnd_minibatches)
     if name == "ngu":
-        cap = episodic or B.EpisodicConfig(capacity=max(10, (env.max_episode_steps or 1000) + 1))
-        return bind(ngu_bonus(cap, embedding), env, num_envs)
-    return bind(recode_bonus(recode or M.RecodeConfig(memory_size=1000), embedding), env, num_envs)
+        cap = cfg.episodic or baselines.EpisodicConfig(capacity=max(10, (env.max_episode_steps or 1000) + 1))
+        return bind(ngu_bonus(cap, cfg.embedding), env, num_envs)
+    return bind(recode_bonus(cfg.recode, cfg.embedding), env, num_envs)

@@ -1,0 +1,76 @@
+"""Notebook 13's analysis helpers on hand-made results (no emulator needed)."""
+
+import numpy as np
+import pytest
+
+from replicate import verdicts
+from replicate.recode import atari_results
+
+SEEDS = [0, 1]
+
+
+def _run(rooms, episodes, score_max, running, visited, r_int=0.5):
+    n = len(rooms)
+    return {"rooms": np.asarray(rooms, float), "episodes": np.asarray(episodes, float), "score_max": np.asarray(score_max, float),
+            "return_running": np.asarray(running, float), "r_int_raw": np.full(n, r_int), "frames": np.arange(1, n + 1) * 64.0,
+            "visited_rooms": visited}
+
+
+@pytest.fixture
+def results():
+    return {
+        ("pitfall", "none", 0): _run([1, 2], [0, 0], [0, 0], [0, -5], [196, 137]),
+        ("pitfall", "none", 1): _run([1, 1], [0, 1], [0, -3], [0, 0], [196]),
+        ("pitfall", "rnd", 0): _run([1, 3], [0, 1], [0, 2], [0, 1], [196, 137, 18]),
+        ("pitfall", "rnd", 1): _run([1, 3], [1, 1], [4, 4], [0, 1], [196, 226, 18]),
+        ("pitfall", "recode", 0): _run([2, 4], [1, 2], [1, 7], [0, 2], [196, 137, 18, 113]),
+        ("pitfall", "recode", 1): _run([1, 2], [0, 0], [0, 0], [0, 3], [196, 226]),
+    }
+
+
+def test_curves_and_best_ended_episode(results):
+    rooms = atari_results.stack(results, "pitfall", "rnd", SEEDS, "rooms")
+    assert rooms.shape == (2, 2) and rooms[:, -1].tolist() == [3, 3]
+    best = atari_results.best_ended(results, "pitfall", "none", SEEDS)
+    assert np.isnan(best[0]).all() and np.isnan(best[1, 0]) and best[1, 1] == -3  # 0.0 before any episode ended is NaN
+    assert atari_results.best_score(results, "pitfall", "rnd", SEEDS) == 4.0
+    assert atari_results.best_score({("g", "m", 0): _run([1], [0], [0], [0], [1])}, "g", "m", [0]) is None
+    assert atari_results.visited_rooms(results, "pitfall", "rnd", SEEDS) == [18, 137, 196, 226]
+
+
+def test_end_of_budget_summaries_and_the_score_fallback(results):
+    methods = ["none", "rnd", "recode"]
+    rooms = atari_results.rooms_at_end(results, ["pitfall"], methods, SEEDS)
+    assert rooms == {"pitfall": {"none": 1.5, "rnd": 3.0, "recode": 3.0}}
+    kind, score = atari_results.score_at_end(results, ["pitfall"], methods, SEEDS)
+    # recode seed 1 ended no episode: the running return decides
+    assert kind["pitfall"] == atari_results.RUNNING
+    assert score["pitfall"] == {"none": -2.5, "rnd": 1.0, "recode": 2.5}
+    ended = {k: v for k, v in results.items() if k[1] != "recode"}
+    kind2, score2 = atari_results.score_at_end(ended, ["pitfall"], ["rnd"], SEEDS)
+    assert kind2["pitfall"] == atari_results.BEST_ENDED and score2["pitfall"] == {"rnd": 4.0}
+    assert atari_results.episodes_ended(results, ["pitfall"], methods, SEEDS) == {"pitfall": {"none": 1, "rnd": 2, "recode": 2}}
+    rows = atari_results.summary_rows(results, ["pitfall"], methods, SEEDS)
+    assert [r["method"] for r in rows] == ["no bonus", "RND", "RECODE (AP)"]
+    assert rows[2]["best ended-episode return"] == 7.0 and rows[0]["frames"] == 128
+
+
+@pytest.mark.parametrize("values, label", [
+    ({"recode": 3, "rnd": 2, "none": 1}, verdicts.REPRODUCED),
+    ({"recode": 3, "rnd": 3, "none": 1}, verdicts.PARTLY),  # equal to RND is not ahead of it
+    ({"recode": 1, "rnd": 0, "none": 2}, verdicts.PARTLY),
+    ({"recode": 1, "rnd": 1, "none": 1}, verdicts.NOT_REPRODUCED),
+])
+def test_recode_label_needs_strictly_more(values, label):
+    assert atari_results.recode_label(values) == label
+
+
+def test_verdict_rows_are_valid_rows_with_the_game_figure(results):
+    methods = ["none", "rnd", "recode"]
+    rooms = atari_results.rooms_at_end(results, ["pitfall"], methods, SEEDS)
+    kind, score = atari_results.score_at_end(results, ["pitfall"], methods, SEEDS)
+    rows = atari_results.verdict_rows(rooms, kind, score, methods, "128 frames")
+    assert verdicts.check_rows(rows) == rows and len(rows) == 2
+    assert rows[0]["verdict"] == verdicts.PARTLY and rows[1]["verdict"] == verdicts.REPRODUCED
+    assert all(r["figure"] == "figures/recode_fig_atari_pitfall.png" for r in rows)
+    assert "RND 3.0" in rows[0]["ours"] and "mean running return" in rows[1]["ours"]
