@@ -2,7 +2,8 @@
 
 ``python benchmarks/ppo_throughput.py [--envs 8 64] [--updates 20] [--note TEXT]``
 
-Both agents are the same algorithm and network (``replicate.rl.ppo`` with ``replicate.nn.actor_critic.ActorCritic`` MLP 64x64,
+Both agents are the same algorithm and network (``replicate.rl.ppo`` with
+``replicate.nn.actor_critic.ActorCritic`` MLP 64x64,
 two value heads, the same ``ppo_loss``, GAE, Adam, 4 epochs x 4 minibatches, rollout 128) on
 CartPole-v1, and both are timed after compilation:
 
@@ -70,10 +71,22 @@ def python_loop_steps_per_s(cfg: ppo.PPOConfig, n_updates: int) -> float:
     def update(params, opt_state, obs, actions, logp, v_e, v_i, rewards, dones, last_obs, key):
         # the same update as the jitted candidate (ppo.learn, no intrinsic stream), one jitted call per rollout
         _, lv_e, lv_i = net.apply(params, last_obs)
-        traj = ppo.Rollout(obs=obs, action=actions, logp=logp, v_ext=v_e, v_int=v_i, reward=rewards, done=dones,
-                           first=None, next_obs=None, next_state_id=None, success=None)
-        params, opt_state, _ = ppo.learn(cfg, net, tx, params, opt_state, traj, jnp.zeros_like(rewards), lv_e, lv_i,
-                                         0.0, 0.0, key)
+        traj = ppo.Rollout(
+            obs=obs,
+            action=actions,
+            logp=logp,
+            v_ext=v_e,
+            v_int=v_i,
+            reward=rewards,
+            done=dones,
+            first=None,
+            next_obs=None,
+            next_state_id=None,
+            success=None,
+        )
+        params, opt_state, _ = ppo.learn(
+            cfg, net, tx, params, opt_state, traj, jnp.zeros_like(rewards), lv_e, lv_i, 0.0, 0.0, key
+        )
         return params, opt_state
 
     T, E = cfg.num_steps, cfg.num_envs
@@ -87,13 +100,32 @@ def python_loop_steps_per_s(cfg: ppo.PPOConfig, n_updates: int) -> float:
             a, logp, ve, vi = act(params, jnp.asarray(obs, jnp.float32), k)
             a_np = np.asarray(a)
             nobs, r, term, trunc, _ = venv.step(a_np)
-            for name, v in (("obs", obs), ("a", a_np), ("logp", logp), ("ve", ve), ("vi", vi), ("r", r), ("d", term | trunc)):
+            for name, v in (
+                ("obs", obs),
+                ("a", a_np),
+                ("logp", logp),
+                ("ve", ve),
+                ("vi", vi),
+                ("r", r),
+                ("d", term | trunc),
+            ):
                 buf[name].append(v)
             obs = nobs
         key, k = jax.random.split(key)
         st = {k_: np.stack([np.asarray(x) for x in v]) for k_, v in buf.items()}
-        params, opt_state = update(params, opt_state, st["obs"].astype(np.float32), st["a"], st["logp"], st["ve"], st["vi"],
-                                   st["r"].astype(np.float32), st["d"], jnp.asarray(obs, jnp.float32), k)
+        params, opt_state = update(
+            params,
+            opt_state,
+            st["obs"].astype(np.float32),
+            st["a"],
+            st["logp"],
+            st["ve"],
+            st["vi"],
+            st["r"].astype(np.float32),
+            st["d"],
+            jnp.asarray(obs, jnp.float32),
+            k,
+        )
         return params, opt_state, obs, key
 
     params, opt_state, obs, key = one_update(params, opt_state, obs, key)  # compile
@@ -110,9 +142,16 @@ def atari_agent_steps_per_s(game: str, method: str, n_updates: int, num_envs: in
     from replicate.recode import atari_agent, bonus
     from replicate.rl import atari
 
-    run = atari_agent.RunConfig(total_frames=4 * num_envs * num_steps * (n_updates + 1), num_envs=num_envs,
-                                num_steps=num_steps, ppo=(("update_epochs", 2), ("num_minibatches", 4), ("learning_rate", 3e-4)),
-                                embedding="ap", embed_dim=32, memory_size=5000, atari=atari.AtariConfig(game=game))
+    run = atari_agent.RunConfig(
+        total_frames=4 * num_envs * num_steps * (n_updates + 1),
+        num_envs=num_envs,
+        num_steps=num_steps,
+        ppo=(("update_epochs", 2), ("num_minibatches", 4), ("learning_rate", 3e-4)),
+        embedding="ap",
+        embed_dim=32,
+        memory_size=5000,
+        atari=atari.AtariConfig(game=game),
+    )
     cfg = run.ppo_config()
     vec = atari.VecAtari(run.atari, num_envs, seed=0)
     benv = atari_agent.bonus_env(vec.n_actions, run.atari.size, run.atari.game)
@@ -188,48 +227,87 @@ def main(argv=None):
     ap.add_argument("--loop-updates", type=int, default=3)
     ap.add_argument("--atari-games", nargs="*", default=["montezuma_revenge", "pitfall"])
     ap.add_argument("--atari-methods", nargs="*", default=["none", "rnd", "recode"])
-    ap.add_argument("--atari-updates", type=int, default=2, help="timed updates per Atari agent (8 envs x 64 steps each)")
+    ap.add_argument(
+        "--atari-updates", type=int, default=2, help="timed updates per Atari agent (8 envs x 64 steps each)"
+    )
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
     env = envs.gymnax_env("CartPole-v1")
     rows = []
     for E in args.envs:
-        cfg = ppo.PPOConfig(num_envs=E, num_steps=128, total_timesteps=E * 128 * args.updates, gamma=0.99, learning_rate=2.5e-4)
+        cfg = ppo.PPOConfig(
+            num_envs=E, num_steps=128, total_timesteps=E * 128 * args.updates, gamma=0.99, learning_rate=2.5e-4
+        )
         fast = jitted_steps_per_s(cfg, env)
         slow = python_loop_steps_per_s(cfg, args.loop_updates)
-        rows.append({"env": "CartPole-v1", "num_envs": E, "rollout": 128, "candidate": "jitted PPO loop",
-                     "steps_per_s": fast, "baseline": "Python-loop PPO", "baseline_steps_per_s": slow,
-                     "ratio": fast / slow, "device": jax.default_backend()})
+        rows.append(
+            {
+                "env": "CartPole-v1",
+                "num_envs": E,
+                "rollout": 128,
+                "candidate": "jitted PPO loop",
+                "steps_per_s": fast,
+                "baseline": "Python-loop PPO",
+                "baseline_steps_per_s": slow,
+                "ratio": fast / slow,
+                "device": jax.default_backend(),
+            }
+        )
         print(rows[-1], flush=True)
     for game in args.atari_games:
         n_ceiling = 64 * args.atari_updates
         ceiling = atari_random_steps_per_s(game, n_ceiling)
         bare = bare_ale_steps_per_s(game, n_ceiling)
-        rows.append({"env": game, "num_envs": 8, "rollout": 64, "candidate": "VecAtari, random actions (ceiling)",
-                     "steps_per_s": ceiling, "baseline": "bare ALEInterface.act x4, no preprocessing",
-                     "baseline_steps_per_s": bare, "ratio": ceiling / bare, "device": "cpu (emulator)"})
+        rows.append(
+            {
+                "env": game,
+                "num_envs": 8,
+                "rollout": 64,
+                "candidate": "VecAtari, random actions (ceiling)",
+                "steps_per_s": ceiling,
+                "baseline": "bare ALEInterface.act x4, no preprocessing",
+                "baseline_steps_per_s": bare,
+                "ratio": ceiling / bare,
+                "device": "cpu (emulator)",
+            }
+        )
         print(rows[-1], flush=True)
         for method in args.atari_methods:
             r = atari_agent_steps_per_s(game, method, args.atari_updates)
-            rows.append({"env": game, "num_envs": 8, "rollout": 64,
-                         "candidate": f"nb13 PPO agent + {method} bonus, with learning",
-                         "steps_per_s": r["steps_per_s"], "baseline": "VecAtari, random actions (ceiling)",
-                         "baseline_steps_per_s": ceiling, "ratio": r["steps_per_s"] / ceiling,
-                         "frames_per_s": 4 * r["steps_per_s"], "collect_share": r["collect_share"],
-                         "device": jax.default_backend()})
+            rows.append(
+                {
+                    "env": game,
+                    "num_envs": 8,
+                    "rollout": 64,
+                    "candidate": f"nb13 PPO agent + {method} bonus, with learning",
+                    "steps_per_s": r["steps_per_s"],
+                    "baseline": "VecAtari, random actions (ceiling)",
+                    "baseline_steps_per_s": ceiling,
+                    "ratio": r["steps_per_s"] / ceiling,
+                    "frames_per_s": 4 * r["steps_per_s"],
+                    "collect_share": r["collect_share"],
+                    "device": jax.default_backend(),
+                }
+            )
             print(rows[-1], flush=True)
-    notes = ("Same PPO (replicate.rl.ppo: ActorCritic 64x64 with two value heads, ppo_loss, GAE, Adam, 4 epochs x 4 "
-             "minibatches, rollout 128) timed after compilation. jitted: ppo.make_train on gymnax CartPole-v1, the whole "
-             "run one XLA program (PureJaxRL). Python loop: gymnasium SyncVectorEnv CartPole-v1 stepped from Python with "
-             "a jitted action function per step and one jitted update per rollout (CleanRL's structure). "
-             "ratio = steps_per_s / baseline_steps_per_s. Atari rows: agent steps per second (1 agent step = 4 emulator "
-             "frames) of notebook 13's agent at its cpu settings with learning (VecAtari rollouts through ale-py, jitted "
-             "Nature-CNN act per step, one jitted update per rollout with the bonus), timed after compilation over "
-             f"{args.atari_updates} updates of 8 x 64 steps, against the same VecAtari with random actions and no agent "
-             "(the ceiling an agent stepped from Python can reach); collect_share = the fraction of the agent's time "
-             "spent in rollouts (env + act) rather than in the update. " + args.note)
-    write_results("ppo_throughput", rows, title="PPO environment steps per second: jitted loop vs Python loop; Atari agent vs "
-                  "its environment ceiling", notes=notes)
+    notes = (
+        "Same PPO (replicate.rl.ppo: ActorCritic 64x64 with two value heads, ppo_loss, GAE, Adam, 4 epochs x 4 "
+        "minibatches, rollout 128) timed after compilation. jitted: ppo.make_train on gymnax CartPole-v1, the whole "
+        "run one XLA program (PureJaxRL). Python loop: gymnasium SyncVectorEnv CartPole-v1 stepped from Python with "
+        "a jitted action function per step and one jitted update per rollout (CleanRL's structure). "
+        "ratio = steps_per_s / baseline_steps_per_s. Atari rows: agent steps per second (1 agent step = 4 emulator "
+        "frames) of notebook 13's agent at its cpu settings with learning (VecAtari rollouts through ale-py, jitted "
+        "Nature-CNN act per step, one jitted update per rollout with the bonus), timed after compilation over "
+        f"{args.atari_updates} updates of 8 x 64 steps, against the same VecAtari with random actions and no agent "
+        "(the ceiling an agent stepped from Python can reach); collect_share = the fraction of the agent's time "
+        "spent in rollouts (env + act) rather than in the update. " + args.note
+    )
+    write_results(
+        "ppo_throughput",
+        rows,
+        title="PPO environment steps per second: jitted loop vs Python loop; Atari agent vs its environment ceiling",
+        notes=notes,
+    )
 
 
 if __name__ == "__main__":

@@ -37,9 +37,13 @@ def full_memory(cfg: memory.RecodeConfig, dim: int, seed: int):
     """A memory in steady state: filled by streaming clustered embeddings through it."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(cfg.memory_size // 4, dim)).astype(np.float32)
-    atoms = centres[rng.integers(0, len(centres), cfg.memory_size)] + 0.3 * rng.normal(size=(cfg.memory_size, dim)).astype(np.float32)
+    atoms = centres[rng.integers(0, len(centres), cfg.memory_size)] + 0.3 * rng.normal(
+        size=(cfg.memory_size, dim)
+    ).astype(np.float32)
     counts = rng.exponential(5.0, size=cfg.memory_size).astype(np.float32)
-    st = memory.init(cfg, dim)._replace(atoms=jnp.asarray(atoms), counts=jnp.asarray(counts), filled=jnp.ones(cfg.memory_size, bool))
+    st = memory.init(cfg, dim)._replace(
+        atoms=jnp.asarray(atoms), counts=jnp.asarray(counts), filled=jnp.ones(cfg.memory_size, bool)
+    )
     # a few real steps to set d_m^2 and mix
     for t in range(3):
         batch = centres[rng.integers(0, len(centres), 256)] + 0.3 * rng.normal(size=(256, dim)).astype(np.float32)
@@ -142,17 +146,20 @@ def main(argv=None) -> int:
         "# RECODE memory step vs NumPy reference vs FAISS search",
         "",
         f"Memory {args.memory_size} atoms (paper's Atari size), batch {args.batch}, k = 10, {meta['backend']} "
-        f"({meta['cpu_count']} cores, shared; FAISS threads {meta['faiss_threads']}), jax {meta['jax']}, faiss {meta['faiss']}.",
+        f"({meta['cpu_count']} cores, shared; FAISS threads {meta['faiss_threads']}), "
+        f"jax {meta['jax']}, faiss {meta['faiss']}.",
         "JAX step = rewards + the full Algorithm 1 update for the whole batch. FAISS = IndexFlatL2 k-NN search alone.",
         "NumPy reference = Algorithm 1 one embedding at a time (timed on 16 embeddings, scaled to the batch). Medians.",
         "",
-        "| dim | JAX step (ms) | JAX k-NN + rewards only (ms) | FAISS search (ms) | NumPy reference (ms) | JAX step / FAISS | JAX k-NN+rewards / FAISS | NumPy / JAX step |",
+        "| dim | JAX step (ms) | JAX k-NN + rewards only (ms) | FAISS search (ms) | NumPy reference (ms) "
+        "| JAX step / FAISS | JAX k-NN+rewards / FAISS | NumPy / JAX step |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dim']} | {r['jax_step_ms']:.1f} | {r['jax_knn_and_reward_ms']:.1f} | {r['faiss_search_ms']:.1f} | "
-            f"{r['numpy_reference_ms']:.0f} | {r['jax_over_faiss']:.2f} | {r['jax_knn_and_reward_over_faiss']:.2f} | {r['numpy_over_jax']:.0f} |"
+            f"{r['numpy_reference_ms']:.0f} | {r['jax_over_faiss']:.2f} | {r['jax_knn_and_reward_over_faiss']:.2f} "
+            f"| {r['numpy_over_jax']:.0f} |"
         )
     goal = all(r["jax_over_faiss"] <= 1.0 for r in rows)
     lines += ["", f"Goal (JAX step no slower than FAISS search alone): {'met' if goal else 'not met'}."]

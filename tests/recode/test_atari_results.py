@@ -11,9 +11,15 @@ SEEDS = [0, 1]
 
 def _run(rooms, episodes, score_max, running, visited, r_int=0.5):
     n = len(rooms)
-    return {"rooms": np.asarray(rooms, float), "episodes": np.asarray(episodes, float), "score_max": np.asarray(score_max, float),
-            "return_running": np.asarray(running, float), "r_int_raw": np.full(n, r_int), "frames": np.arange(1, n + 1) * 64.0,
-            "visited_rooms": visited}
+    return {
+        "rooms": np.asarray(rooms, float),
+        "episodes": np.asarray(episodes, float),
+        "score_max": np.asarray(score_max, float),
+        "return_running": np.asarray(running, float),
+        "r_int_raw": np.full(n, r_int),
+        "frames": np.arange(1, n + 1) * 64.0,
+        "visited_rooms": visited,
+    }
 
 
 @pytest.fixture
@@ -49,18 +55,23 @@ def test_end_of_budget_summaries_and_the_score_fallback(results):
     ended = {k: v for k, v in results.items() if k[1] != "recode"}
     kind2, score2 = atari_results.score_at_end(ended, ["pitfall"], ["rnd"], SEEDS)
     assert kind2["pitfall"] == atari_results.BEST_ENDED and score2["pitfall"] == {"rnd": 4.0}
-    assert atari_results.episodes_ended(results, ["pitfall"], methods, SEEDS) == {"pitfall": {"none": 1, "rnd": 2, "recode": 2}}
+    assert atari_results.episodes_ended(results, ["pitfall"], methods, SEEDS) == {
+        "pitfall": {"none": 1, "rnd": 2, "recode": 2}
+    }
     rows = atari_results.summary_rows(results, ["pitfall"], methods, SEEDS)
     assert [r["method"] for r in rows] == ["no bonus", "RND", "RECODE (AP)"]
     assert rows[2]["best ended-episode return"] == 7.0 and rows[0]["frames"] == 128
 
 
-@pytest.mark.parametrize("values, label", [
-    ({"recode": 3, "rnd": 2, "none": 1}, verdicts.REPRODUCED),
-    ({"recode": 3, "rnd": 3, "none": 1}, verdicts.PARTLY),  # equal to RND is not ahead of it
-    ({"recode": 1, "rnd": 0, "none": 2}, verdicts.PARTLY),
-    ({"recode": 1, "rnd": 1, "none": 1}, verdicts.NOT_REPRODUCED),
-])
+@pytest.mark.parametrize(
+    "values, label",
+    [
+        ({"recode": 3, "rnd": 2, "none": 1}, verdicts.REPRODUCED),
+        ({"recode": 3, "rnd": 3, "none": 1}, verdicts.PARTLY),  # equal to RND is not ahead of it
+        ({"recode": 1, "rnd": 0, "none": 2}, verdicts.PARTLY),
+        ({"recode": 1, "rnd": 1, "none": 1}, verdicts.NOT_REPRODUCED),
+    ],
+)
 def test_recode_label_needs_strictly_more(values, label):
     assert atari_results.recode_label(values) == label
 

@@ -112,7 +112,9 @@ def test_pure_steps_trace_inside_scan_and_equal_the_checked_steps():
 
     @jax.jit
     def episodic_scan(st):
-        return jax.lax.scan(lambda s, xr: baselines.episodic_step(ecfg, s, xr[0], xr[1]), st, (jnp.asarray(xs), jnp.asarray(resets)))
+        return jax.lax.scan(
+            lambda s, xr: baselines.episodic_step(ecfg, s, xr[0], xr[1]), st, (jnp.asarray(xs), jnp.asarray(resets))
+        )
 
     _, est_scan = episodic_scan(baselines.init_episodic(ecfg, 2, 3))
     st = baselines.init_episodic(ecfg, 2, 3)
@@ -122,7 +124,9 @@ def test_pure_steps_trace_inside_scan_and_equal_the_checked_steps():
 
     tcfg = baselines.TabularConfig(n_states=6, gamma=0.9)
     ids = rng.integers(0, 6, size=(4, 3)).astype(np.int32)
-    counts_scan, _ = jax.lax.scan(lambda c, i: baselines.tabular_step(tcfg, c, i), baselines.init_tabular(tcfg), jnp.asarray(ids))
+    counts_scan, _ = jax.lax.scan(
+        lambda c, i: baselines.tabular_step(tcfg, c, i), baselines.init_tabular(tcfg), jnp.asarray(ids)
+    )
     counts = baselines.init_tabular(tcfg)
     for row in ids:
         counts, _ = baselines.checked_tabular_step(tcfg, counts, row)

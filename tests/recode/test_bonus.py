@@ -13,11 +13,19 @@ from replicate.rl import envs, ppo
 def _rollout(next_obs, next_ids=None, first=None, obs=None):
     T, E, d = next_obs.shape
     z = jnp.zeros((T, E))
-    return ppo.Rollout(obs=next_obs if obs is None else obs, action=jnp.zeros((T, E), jnp.int32), logp=z, v_ext=z, v_int=z,
-                       reward=z, done=jnp.zeros((T, E), bool),
-                       first=jnp.zeros((T, E), bool) if first is None else first, next_obs=next_obs,
-                       next_state_id=jnp.zeros((T, E), jnp.int32) if next_ids is None else next_ids,
-                       success=jnp.zeros((T, E), bool))
+    return ppo.Rollout(
+        obs=next_obs if obs is None else obs,
+        action=jnp.zeros((T, E), jnp.int32),
+        logp=z,
+        v_ext=z,
+        v_int=z,
+        reward=z,
+        done=jnp.zeros((T, E), bool),
+        first=jnp.zeros((T, E), bool) if first is None else first,
+        next_obs=next_obs,
+        next_state_id=jnp.zeros((T, E), jnp.int32) if next_ids is None else next_ids,
+        success=jnp.zeros((T, E), bool),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +55,14 @@ def test_recode_bonus_rewards_repeats_less_and_respects_capacity(env):
     cells = np.array([0, 5, 10])
     x = np.zeros((T, E, env.obs_dim), np.float32)
     x[:, np.arange(E), cells] = 1.0  # every env revisits its own cell
-    b = bonus.make_bonus("recode", env, E, bonus.BonusConfig(recode=memory.RecodeConfig(memory_size=16, k=2, eta=1.0),
-                                                         embedding=bonus.EmbeddingConfig("identity")))
+    b = bonus.make_bonus(
+        "recode",
+        env,
+        E,
+        bonus.BonusConfig(
+            recode=memory.RecodeConfig(memory_size=16, k=2, eta=1.0), embedding=bonus.EmbeddingConfig("identity")
+        ),
+    )
     st = b.init(jax.random.PRNGKey(0), env)
     st, r, info = jax.jit(b.intrinsic)(st, _rollout(jnp.asarray(x)), jax.random.PRNGKey(1))
     r = np.asarray(r)
@@ -79,8 +93,9 @@ def test_ngu_bonus_resets_at_episode_start(env):
 def test_rnd_bonus_learns_repeated_inputs(env):
     T, E = 8, 4
     x = jax.random.normal(jax.random.PRNGKey(3), (T, E, env.obs_dim))
-    b = bonus.make_bonus("rnd", env, E, bonus.BonusConfig(rnd=baselines.RNDConfig(learning_rate=1e-3), rnd_epochs=4,
-                                                      rnd_minibatches=2))
+    b = bonus.make_bonus(
+        "rnd", env, E, bonus.BonusConfig(rnd=baselines.RNDConfig(learning_rate=1e-3), rnd_epochs=4, rnd_minibatches=2)
+    )
     st = b.init(jax.random.PRNGKey(0), env)
     f = jax.jit(b.intrinsic)
     ro = _rollout(x)
@@ -104,9 +119,15 @@ def test_make_bonus_validation(env):
 def test_train_end_to_end_recode_ap(env):
     """One tiny jitted run (two seeds, lax.map): metrics have the documented shapes and stay finite."""
     cfg = ppo.PPOConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3, num_minibatches=2, update_epochs=1)
-    b = bonus.make_bonus("recode", env, cfg.num_envs, bonus.BonusConfig(
-        recode=memory.RecodeConfig(memory_size=16),
-        embedding=bonus.EmbeddingConfig("ap", dim=8, ap_hidden=(16,), ap_minibatches=2)))
+    b = bonus.make_bonus(
+        "recode",
+        env,
+        cfg.num_envs,
+        bonus.BonusConfig(
+            recode=memory.RecodeConfig(memory_size=16),
+            embedding=bonus.EmbeddingConfig("ap", dim=8, ap_hidden=(16,), ap_minibatches=2),
+        ),
+    )
     _, m = ppo.train_seeds(cfg, env, b, jax.random.split(jax.random.PRNGKey(0), 2))
     assert m["env_steps"].shape == (2, 3) and list(m["env_steps"][0]) == [32, 64, 96]
     assert np.all(m["episodes"][:, -1] == 96 // 4)  # DeepSea-4 episodes last exactly 4 steps
@@ -126,9 +147,9 @@ def test_rollout_windows_match_numpy_slicing():
     w = 0
     for e in range(E):  # environment-major, then consecutive windows in time
         for s in range(0, T, L):
-            np.testing.assert_array_equal(np.asarray(o[w]), obs[s:s + L, e])
-            np.testing.assert_array_equal(np.asarray(a[w]), act[s:s + L, e])
-            np.testing.assert_array_equal(np.asarray(v[w]), ~done[s:s + L, e])
+            np.testing.assert_array_equal(np.asarray(o[w]), obs[s : s + L, e])
+            np.testing.assert_array_equal(np.asarray(a[w]), act[s : s + L, e])
+            np.testing.assert_array_equal(np.asarray(v[w]), ~done[s : s + L, e])
             w += 1
     with pytest.raises(ParameterError, match="longer than the rollout"):
         bonus.rollout_windows(jnp.asarray(obs), jnp.asarray(act), jnp.asarray(done), 16)
@@ -137,8 +158,17 @@ def test_rollout_windows_match_numpy_slicing():
 def test_casm_loss_ignores_actions_across_episode_ends():
     """The masked CE with `valid` equals a NumPy weighted CE over the model's logits."""
 
-    cfg = representations.CASMConfig(obs_dim=5, n_actions=3, embed_dim=4, encoder_hidden=(8,), model_dim=8, n_layers=1, n_heads=2, seq_len=6,
-                       classifier_hidden=(8,))
+    cfg = representations.CASMConfig(
+        obs_dim=5,
+        n_actions=3,
+        embed_dim=4,
+        encoder_hidden=(8,),
+        model_dim=8,
+        n_layers=1,
+        n_heads=2,
+        seq_len=6,
+        classifier_hidden=(8,),
+    )
     st = representations.init_casm(cfg, jax.random.PRNGKey(0))
     rng = np.random.default_rng(1)
     obs = jnp.asarray(rng.normal(size=(4, 6, 5)), jnp.float32)
@@ -161,10 +191,17 @@ def test_casm_loss_ignores_actions_across_episode_ends():
 def test_train_end_to_end_recode_casm(env):
     """RECODE on an online CASM embedding inside the jitted PPO loop: finite losses, embedding learns."""
     cfg = ppo.PPOConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3, num_minibatches=2, update_epochs=1)
-    b = bonus.make_bonus("recode", env, cfg.num_envs, bonus.BonusConfig(
-        recode=memory.RecodeConfig(memory_size=16),
-        embedding=bonus.EmbeddingConfig("casm", dim=8, ap_hidden=(16,), ap_minibatches=2, casm_seq_len=4, casm_dim=16,
-                                        casm_heads=2)))
+    b = bonus.make_bonus(
+        "recode",
+        env,
+        cfg.num_envs,
+        bonus.BonusConfig(
+            recode=memory.RecodeConfig(memory_size=16),
+            embedding=bonus.EmbeddingConfig(
+                "casm", dim=8, ap_hidden=(16,), ap_minibatches=2, casm_seq_len=4, casm_dim=16, casm_heads=2
+            ),
+        ),
+    )
     _, m = ppo.train_seeds(cfg, env, b, jax.random.split(jax.random.PRNGKey(0), 1))
     for k in ("loss", "r_int", "casm_loss", "casm_accuracy", "recode_atoms"):
         assert np.all(np.isfinite(m[k])), k

@@ -26,7 +26,9 @@ def test_ap_learns_inverse_dynamics(grid):
     gs, cells, acts, obs = grid
     mask = _not_wall(cells, acts, gs.size)
     o, o2, a = obs[:, :-1][mask], obs[:, 1:][mask], acts[mask]
-    cfg = representations.APConfig(obs_dim=16, n_actions=4, embed_dim=8, hidden=(64,), classifier_hidden=(64,), learning_rate=3e-3)
+    cfg = representations.APConfig(
+        obs_dim=16, n_actions=4, embed_dim=8, hidden=(64,), classifier_hidden=(64,), learning_rate=3e-3
+    )
     st = representations.init_ap(cfg, jax.random.PRNGKey(0))
     rng = np.random.default_rng(1)
     for _ in range(400):
@@ -40,7 +42,9 @@ def test_ap_learns_inverse_dynamics(grid):
 
 
 def test_casm_masks_and_causality():
-    cfg = representations.CASMConfig(obs_dim=5, n_actions=4, embed_dim=8, model_dim=32, n_layers=1, n_heads=2, seq_len=6)
+    cfg = representations.CASMConfig(
+        obs_dim=5, n_actions=4, embed_dim=8, model_dim=32, n_layers=1, n_heads=2, seq_len=6
+    )
     st = representations.init_casm(cfg, jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     obs = jnp.asarray(rng.normal(size=(1, 6, 5)).astype(np.float32))
@@ -48,13 +52,21 @@ def test_casm_masks_and_causality():
     masks = jnp.array([[True, False, True, True, False, True]])
     base = representations.casm_logits(cfg, st.params, obs, act, masks)
     # a masked action's true value is invisible: changing a_0 (masked) changes no logits
-    assert np.allclose(base, representations.casm_logits(cfg, st.params, obs, act.at[0, 0].set((act[0, 0] + 1) % 4), masks), atol=1e-6)
+    assert np.allclose(
+        base, representations.casm_logits(cfg, st.params, obs, act.at[0, 0].set((act[0, 0] + 1) % 4), masks), atol=1e-6
+    )
     # a given action is visible: changing a_1 (given) changes the prediction of later actions
-    assert not np.allclose(base[0, 2:], representations.casm_logits(cfg, st.params, obs, act.at[0, 1].set((act[0, 1] + 1) % 4), masks)[0, 2:], atol=1e-6)
+    assert not np.allclose(
+        base[0, 2:],
+        representations.casm_logits(cfg, st.params, obs, act.at[0, 1].set((act[0, 1] + 1) % 4), masks)[0, 2:],
+        atol=1e-6,
+    )
     # a masked observation is invisible (o_1 is masked since a_1 is given)
     assert np.allclose(base, representations.casm_logits(cfg, st.params, obs.at[0, 1].add(1.0), act, masks), atol=1e-6)
     # causal: logits for a_0 (from slots of o_0, o_1) do not depend on o_3
-    assert np.allclose(base[0, 0], representations.casm_logits(cfg, st.params, obs.at[0, 3].add(1.0), act, masks)[0, 0], atol=1e-6)
+    assert np.allclose(
+        base[0, 0], representations.casm_logits(cfg, st.params, obs.at[0, 3].add(1.0), act, masks)[0, 0], atol=1e-6
+    )
     m = representations.sample_masks(cfg, jax.random.PRNGKey(1), 1000)
     assert 0.45 < float(m.mean()) < 0.55
 
@@ -65,7 +77,17 @@ def test_casm_learns_masked_actions(grid):
     o = np.transpose(obs[:, :T], (0, 2, 1, 3)).reshape(-1, T, 16)
     a = np.transpose(acts[:, :T], (0, 2, 1)).reshape(-1, T)
     moved = np.transpose((cells[:, 1 : T + 1] != cells[:, :T]), (0, 2, 1)).reshape(-1, T)
-    cfg = representations.CASMConfig(obs_dim=16, n_actions=4, embed_dim=8, model_dim=32, n_layers=1, n_heads=2, seq_len=T, learning_rate=2e-3, n_masks=2)
+    cfg = representations.CASMConfig(
+        obs_dim=16,
+        n_actions=4,
+        embed_dim=8,
+        model_dim=32,
+        n_layers=1,
+        n_heads=2,
+        seq_len=T,
+        learning_rate=2e-3,
+        n_masks=2,
+    )
     st = representations.init_casm(cfg, jax.random.PRNGKey(0))
     rng = np.random.default_rng(2)
     key = jax.random.PRNGKey(3)
@@ -74,7 +96,9 @@ def test_casm_learns_masked_actions(grid):
         i = rng.integers(0, len(a), 32)
         st, m = representations.checked_casm_train_step(cfg, st, o[i], a[i], sk)
     masks = jnp.ones((len(a), T), bool)  # every action masked, every observation given
-    pred = np.asarray(jnp.argmax(representations.casm_logits(cfg, st.params, jnp.asarray(o), jnp.asarray(a), masks), -1))
+    pred = np.asarray(
+        jnp.argmax(representations.casm_logits(cfg, st.params, jnp.asarray(o), jnp.asarray(a), masks), -1)
+    )
     ok = moved[:, :-1]
     assert np.mean(pred[ok] == a[:, :-1][ok]) > 0.85  # chance: 0.25
     assert representations.casm_embed(cfg, st.params, jnp.asarray(o[0])).shape == (T, 8)
@@ -86,19 +110,25 @@ def test_pure_train_steps_trace_inside_scan_and_equal_the_checked_steps():
     o = rng.normal(size=(3, 6, 4)).astype(np.float32)
     a = rng.integers(0, 3, size=(3, 6)).astype(np.int32)
     st0 = representations.init_ap(apc, jax.random.PRNGKey(0))
-    st_scan, m_scan = jax.lax.scan(lambda s, x: representations.ap_train_step(apc, s, *x), st0,
-                                   (jnp.asarray(o), jnp.asarray(a), jnp.asarray(o[:, ::-1])))
+    st_scan, m_scan = jax.lax.scan(
+        lambda s, x: representations.ap_train_step(apc, s, *x),
+        st0,
+        (jnp.asarray(o), jnp.asarray(a), jnp.asarray(o[:, ::-1])),
+    )
     st = st0
     for t in range(3):
         st, m = representations.checked_ap_train_step(apc, st, o[t], a[t], o[t, ::-1])
     np.testing.assert_allclose(np.asarray(m["loss"]), np.asarray(m_scan["loss"][-1]), rtol=1e-6)
 
-    csc = representations.CASMConfig(obs_dim=4, n_actions=3, embed_dim=2, model_dim=8, n_layers=1, n_heads=2, seq_len=3, n_masks=1)
+    csc = representations.CASMConfig(
+        obs_dim=4, n_actions=3, embed_dim=2, model_dim=8, n_layers=1, n_heads=2, seq_len=3, n_masks=1
+    )
     cs0 = representations.init_casm(csc, jax.random.PRNGKey(1))
     keys = jax.random.split(jax.random.PRNGKey(2), 3)
     obs_w, act_w = o.reshape(3, 2, 3, 4), a.reshape(3, 2, 3)
-    cs_scan, cm_scan = jax.lax.scan(lambda s, x: representations.casm_train_step(csc, s, *x), cs0,
-                                    (jnp.asarray(obs_w), jnp.asarray(act_w), keys))
+    cs_scan, cm_scan = jax.lax.scan(
+        lambda s, x: representations.casm_train_step(csc, s, *x), cs0, (jnp.asarray(obs_w), jnp.asarray(act_w), keys)
+    )
     cs = cs0
     for t in range(3):
         cs, cm = representations.checked_casm_train_step(csc, cs, obs_w[t], act_w[t], keys[t])

@@ -57,7 +57,9 @@ def test_tracker_first_success_matches_loop():
         ids = rng.integers(0, 4, (T, E))
         ret_sum = 0.0
         for t in range(T):
-            tr, stats = exploration.tracker_step(tr, jnp.ones(E), jnp.asarray(done[t]), jnp.asarray(success[t]), jnp.asarray(ids[t]))
+            tr, stats = exploration.tracker_step(
+                tr, jnp.ones(E), jnp.asarray(done[t]), jnp.asarray(success[t]), jnp.asarray(ids[t])
+            )
             ret_sum += float(stats.return_sum)
         assert int(tr.first_success) == exploration.first_success_numpy(done, success)
         assert int(tr.episodes) == done.sum()
@@ -80,7 +82,7 @@ def test_trailing_mean_matches_loop():
     x[0, 3] = np.nan
     y, sl = exploration.trailing_mean(x, 4)
     xz = np.nan_to_num(x)
-    ref = np.array([[xz[i, j:j + 4].mean() for j in range(11 - 3)] for i in range(2)])
+    ref = np.array([[xz[i, j : j + 4].mean() for j in range(11 - 3)] for i in range(2)])
     np.testing.assert_allclose(y, ref)
     assert np.arange(11)[sl].tolist() == list(range(3, 11))  # each value sits at its window's last update
     y1, _ = exploration.trailing_mean(x, 50)  # window capped at the length

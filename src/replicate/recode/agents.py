@@ -68,17 +68,27 @@ class RunSpec:
     def bonus_config(self, env) -> bonus.BonusConfig:
         """The bonus settings of this spec on ``env`` (NGU's episodic memory is sized to the episode length)."""
         return bonus.BonusConfig(
-            embedding=bonus.EmbeddingConfig(self.embedding, dim=self.embed_dim, ap_hidden=(64,), casm_seq_len=self.casm_seq_len),
+            embedding=bonus.EmbeddingConfig(
+                self.embedding, dim=self.embed_dim, ap_hidden=(64,), casm_seq_len=self.casm_seq_len
+            ),
             recode=recode_config(self.memory_size, self.recode_gamma),
-            episodic=baselines.EpisodicConfig(capacity=max(10, env.max_episode_steps + 1), k=min(10, env.max_episode_steps)),
-            count_c=self.count_c)
+            episodic=baselines.EpisodicConfig(
+                capacity=max(10, env.max_episode_steps + 1), k=min(10, env.max_episode_steps)
+            ),
+            count_c=self.count_c,
+        )
 
     def ppo_config(self, total_timesteps: int) -> ppo.PPOConfig:
         """PPO for ``total_timesteps`` environment steps rounded up to whole rollouts."""
         batch = self.num_envs * self.num_steps
         total = max(1, -(-int(total_timesteps) // batch)) * batch
-        return ppo.PPOConfig(num_envs=self.num_envs, num_steps=self.num_steps, total_timesteps=total,
-                             hidden=tuple(self.hidden), **dict(self.ppo))
+        return ppo.PPOConfig(
+            num_envs=self.num_envs,
+            num_steps=self.num_steps,
+            total_timesteps=total,
+            hidden=tuple(self.hidden),
+            **dict(self.ppo),
+        )
 
 
 def ppo_config(spec: RunSpec, size: int) -> ppo.PPOConfig:
@@ -87,7 +97,8 @@ def ppo_config(spec: RunSpec, size: int) -> ppo.PPOConfig:
 
 
 def make_bonus(method: str, env, spec: RunSpec):
-    """The bonus ``method`` (one of :data:`METHODS`) of ``spec`` on ``env`` (:func:`replicate.recode.bonus.make_bonus`)."""
+    """The bonus ``method`` (one of :data:`METHODS`) of ``spec`` on ``env``
+    (:func:`replicate.recode.bonus.make_bonus`)."""
     if method not in METHODS:
         raise ParameterError(f"method {method!r}: choose one of {METHODS}")
     return bonus.make_bonus(method, env, spec.num_envs, spec.bonus_config(env))
@@ -103,15 +114,25 @@ def deep_sea_run(size: int, method: str, seeds, spec: RunSpec) -> dict:
     wall = time.perf_counter() - t0
     fs = m["first_success"][:, -1]
     return {
-        "size": int(size), "method": method, "n_states": env.n_states,
-        "episodes": m["episodes"], "first_success": fs, "first_success_curve": m["first_success"],
-        "distinct": m["distinct_states"], "successes": m["successes"],
+        "size": int(size),
+        "method": method,
+        "n_states": env.n_states,
+        "episodes": m["episodes"],
+        "first_success": fs,
+        "first_success_curve": m["first_success"],
+        "distinct": m["distinct_states"],
+        "successes": m["successes"],
         "return": m["return_sum"] / np.maximum(m["episodes_ended"], 1),
-        "reachable": reachable_cells(int(size)), "budget": int(m["episodes"][0, -1]), "env_steps": int(m["env_steps"][0, -1]), "wall_s": wall,
+        "reachable": reachable_cells(int(size)),
+        "budget": int(m["episodes"][0, -1]),
+        "env_steps": int(m["env_steps"][0, -1]),
+        "wall_s": wall,
     }
 
 
-def minigrid_run(task: str, method: str, seeds, spec: RunSpec, total_steps: int, *, max_steps: int | None = None) -> dict:
+def minigrid_run(
+    task: str, method: str, seeds, spec: RunSpec, total_steps: int, *, max_steps: int | None = None
+) -> dict:
     """Train ``method`` on the MiniGrid ``task`` for ``total_steps`` environment steps per seed (rounded up
     to whole rollouts); NumPy curves (S, U): steps, episodes, first success, cells visited, success rate
     and mean return of the episodes ended in each update (NaN where none ended)."""
@@ -128,10 +149,20 @@ def minigrid_run(task: str, method: str, seeds, spec: RunSpec, total_steps: int,
         succ = np.diff(m["successes"], axis=1, prepend=0) / ended
         ret = m["return_sum"] / ended
     return {
-        "task": task, "method": method, "n_states": env.n_states, "steps": m["env_steps"], "episodes": m["episodes"],
-        "first_success": m["first_success"][:, -1], "first_success_curve": m["first_success"],
-        "distinct": m["distinct_states"], "successes": m["successes"], "success_rate": succ, "return": ret,
-        "budget": int(m["episodes"][:, -1].max()), "env_steps": int(m["env_steps"][0, -1]), "wall_s": wall,
+        "task": task,
+        "method": method,
+        "n_states": env.n_states,
+        "steps": m["env_steps"],
+        "episodes": m["episodes"],
+        "first_success": m["first_success"][:, -1],
+        "first_success_curve": m["first_success"],
+        "distinct": m["distinct_states"],
+        "successes": m["successes"],
+        "success_rate": succ,
+        "return": ret,
+        "budget": int(m["episodes"][:, -1].max()),
+        "env_steps": int(m["env_steps"][0, -1]),
+        "wall_s": wall,
     }
 
 

@@ -115,7 +115,12 @@ def make_agent(cfg: ppo.PPOConfig, n_actions: int, agent_bonus, bonus_env_desc) 
         params, opt_state, losses = ppo.learn(cfg, net, tx, state["params"], state["opt_state"],
                                               types.SimpleNamespace(**traj), r_int, last_v_ext, last_v_int,
                                               int_coef, int_weight, k_perm)
-        info = {"r_int_raw": jnp.mean(r_raw), "r_int": jnp.mean(r_int), **{k: jnp.mean(v) for k, v in losses.items()}, **binfo}
+        info = {
+            "r_int_raw": jnp.mean(r_raw),
+            "r_int": jnp.mean(r_int),
+            **{k: jnp.mean(v) for k, v in losses.items()},
+            **binfo,
+        }
         return {"params": params, "opt_state": opt_state, "bonus": bonus_state, "int_norm": int_norm}, info
 
     return init, act, update
@@ -127,7 +132,8 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
     Returns NumPy curves per update: ``frames``, ``rooms`` (distinct rooms so far), ``score_max`` (best
     episode score so far), ``score_mean`` (mean score of episodes that ended in the update, NaN if none),
     ``episodes``, ``r_int_raw``, ``return_running`` (mean over the environments of the unclipped score of their
-    unfinished episodes; informative where episodes outlast the budget, e.g. Pitfall!); plus the set of ``visited_rooms``, ``wall_s`` and ``compile_s``.
+    unfinished episodes; informative where episodes outlast the budget, e.g. Pitfall!); plus the set of
+    ``visited_rooms``, ``wall_s`` and ``compile_s``.
     """
     if method not in METHODS:
         raise ParameterError(f"Atari method {method!r}: choose one of {METHODS}")
@@ -143,8 +149,10 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
     first = np.ones(run.num_envs, bool)
     visited = set(int(x) for x in vec.rooms() if x >= 0)
     stats: dict[str, Any] = {"returns": []}
-    curves = {k: [] for k in ("frames", "rooms", "score_max", "score_mean", "episodes", "r_int_raw", "entropy",
-                              "return_running")}
+    curves = {
+        k: []
+        for k in ("frames", "rooms", "score_max", "score_mean", "episodes", "r_int_raw", "entropy", "return_running")
+    }
     best, n_eps = -np.inf, 0
     t0 = time.perf_counter()
     compile_s = 0.0
@@ -171,9 +179,18 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
         curves["entropy"].append(float(info["entropy"]))
         curves["return_running"].append(float(np.mean(vec.ep_return)))
         if log_every and (u + 1) % log_every == 0:
-            print(f"[{method}] update {u + 1}/{cfg.num_updates}: {curves['frames'][-1]} frames, rooms {len(visited)}, "
-                  f"best score {curves['score_max'][-1]:.0f}, {time.perf_counter() - t0:.0f} s", flush=True)
+            print(
+                f"[{method}] update {u + 1}/{cfg.num_updates}: {curves['frames'][-1]} frames, rooms {len(visited)}, "
+                f"best score {curves['score_max'][-1]:.0f}, {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
     out = {k: np.asarray(v, np.float64) for k, v in curves.items()}
-    out.update(method=method, visited_rooms=sorted(visited), wall_s=time.perf_counter() - t0, compile_s=compile_s,
-               n_actions=vec.n_actions, agent_steps=cfg.num_updates * cfg.batch_size)
+    out.update(
+        method=method,
+        visited_rooms=sorted(visited),
+        wall_s=time.perf_counter() - t0,
+        compile_s=compile_s,
+        n_actions=vec.n_actions,
+        agent_steps=cfg.num_updates * cfg.batch_size,
+    )
     return out

@@ -36,7 +36,9 @@ def stack(results: Results, game: str, method: str, seeds: Sequence[int], key: s
 
 def best_ended(results: Results, game: str, method: str, seeds: Sequence[int]) -> np.ndarray:
     """(seeds, updates) best return of an ended episode, NaN where no episode had ended (train() reports 0.0)."""
-    return np.where(stack(results, game, method, seeds, "episodes") > 0, stack(results, game, method, seeds, "score_max"), np.nan)
+    return np.where(
+        stack(results, game, method, seeds, "episodes") > 0, stack(results, game, method, seeds, "score_max"), np.nan
+    )
 
 
 def best_score(results: Results, game: str, method: str, seeds: Sequence[int]) -> float | None:
@@ -55,15 +57,23 @@ def rooms_at_end(results: Results, games: Sequence[str], methods: Sequence[str],
     return {g: {m: float(stack(results, g, m, seeds, "rooms")[:, -1].mean()) for m in methods} for g in games}
 
 
-def score_at_end(results: Results, games: Sequence[str], methods: Sequence[str], seeds: Sequence[int]) -> tuple[dict, dict]:
+def score_at_end(
+    results: Results, games: Sequence[str], methods: Sequence[str], seeds: Sequence[int]
+) -> tuple[dict, dict]:
     """``(score_kind, score)`` per game: the best ended-episode return when every method ended an episode in
     every seed, else the mean running return at the end (see the module's rule)."""
     kind, score = {}, {}
     for g in games:
         ended = all(np.isfinite(best_ended(results, g, m, seeds)[:, -1]).all() for m in methods)
         kind[g] = BEST_ENDED if ended else RUNNING
-        score[g] = {m: float(np.nanmax(best_ended(results, g, m, seeds)[:, -1]) if ended
-                             else stack(results, g, m, seeds, "return_running")[:, -1].mean()) for m in methods}
+        score[g] = {
+            m: float(
+                np.nanmax(best_ended(results, g, m, seeds)[:, -1])
+                if ended
+                else stack(results, g, m, seeds, "return_running")[:, -1].mean()
+            )
+            for m in methods
+        }
     return kind, score
 
 
@@ -78,14 +88,23 @@ def summary_rows(results: Results, games: Sequence[str], methods: Sequence[str],
     for g in games:
         for m in methods:
             best = best_score(results, g, m, seeds)
-            rows.append({"game": NAMES.get(g, g), "method": LABELS.get(m, m),
-                         "frames": int(results[(g, m, seeds[0])]["frames"][-1]),
-                         "rooms visited (mean over seeds)": float(stack(results, g, m, seeds, "rooms")[:, -1].mean()),
-                         "rooms (ids)": visited_rooms(results, g, m, seeds),
-                         "episodes ended": int(stack(results, g, m, seeds, "episodes")[:, -1].sum()),
-                         "best ended-episode return": np.nan if best is None else best,
-                         "mean running return (last update)": float(stack(results, g, m, seeds, "return_running")[:, -1].mean()),
-                         "mean raw intrinsic reward (last update)": float(stack(results, g, m, seeds, "r_int_raw")[:, -1].mean())})
+            rows.append(
+                {
+                    "game": NAMES.get(g, g),
+                    "method": LABELS.get(m, m),
+                    "frames": int(results[(g, m, seeds[0])]["frames"][-1]),
+                    "rooms visited (mean over seeds)": float(stack(results, g, m, seeds, "rooms")[:, -1].mean()),
+                    "rooms (ids)": visited_rooms(results, g, m, seeds),
+                    "episodes ended": int(stack(results, g, m, seeds, "episodes")[:, -1].sum()),
+                    "best ended-episode return": np.nan if best is None else best,
+                    "mean running return (last update)": float(
+                        stack(results, g, m, seeds, "return_running")[:, -1].mean()
+                    ),
+                    "mean raw intrinsic reward (last update)": float(
+                        stack(results, g, m, seeds, "r_int_raw")[:, -1].mean()
+                    ),
+                }
+            )
     return rows
 
 
@@ -95,20 +114,30 @@ def recode_label(values: Mapping[str, float]) -> str:
     return verdicts.from_wins(wins, 2)
 
 
-def verdict_rows(rooms: Mapping, score_kind: Mapping, score: Mapping, methods: Sequence[str], budget: str) -> list[dict]:
+def verdict_rows(
+    rooms: Mapping, score_kind: Mapping, score: Mapping, methods: Sequence[str], budget: str
+) -> list[dict]:
     """Two rows per game (rooms, score) with the paper's statement beside ours; ``budget`` describes our runs."""
     rows = []
     for g in rooms:
         figure = f"figures/{FIGURES.get(g, g)}.png"
         name = NAMES.get(g, g)
-        rows.append(verdicts.row(
-            f"RECODE explores {name} further than RND (more rooms)",
-            "RECODE/MEME agents: state of the art on hard-exploration Atari (Table 1, Fig. 3), >= 1e9 frames",
-            f"{budget}; rooms: " + ", ".join(f"{LABELS.get(m, m)} {rooms[g][m]:.1f}" for m in methods),
-            recode_label(rooms[g]), figure))
-        rows.append(verdicts.row(
-            f"RECODE scores higher than RND on {name}",
-            "Table 1 (hard-exploration Atari scores), >= 1e9 frames",
-            f"{budget}; {score_kind[g]}: " + ", ".join(f"{LABELS.get(m, m)} {score[g][m]:.1f}" for m in methods),
-            recode_label(score[g]), figure))
+        rows.append(
+            verdicts.row(
+                f"RECODE explores {name} further than RND (more rooms)",
+                "RECODE/MEME agents: state of the art on hard-exploration Atari (Table 1, Fig. 3), >= 1e9 frames",
+                f"{budget}; rooms: " + ", ".join(f"{LABELS.get(m, m)} {rooms[g][m]:.1f}" for m in methods),
+                recode_label(rooms[g]),
+                figure,
+            )
+        )
+        rows.append(
+            verdicts.row(
+                f"RECODE scores higher than RND on {name}",
+                "Table 1 (hard-exploration Atari scores), >= 1e9 frames",
+                f"{budget}; {score_kind[g]}: " + ", ".join(f"{LABELS.get(m, m)} {score[g][m]:.1f}" for m in methods),
+                recode_label(score[g]),
+                figure,
+            )
+        )
     return rows

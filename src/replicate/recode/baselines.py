@@ -76,9 +76,13 @@ class EpisodicState(NamedTuple):
 
 
 def init_episodic(cfg: EpisodicConfig, n_actors: int, dim: int) -> EpisodicState:
-    a, l = int(n_actors), cfg.capacity
+    actors, capacity = int(n_actors), cfg.capacity
     return EpisodicState(
-        jnp.zeros((a, l, int(dim)), jnp.float32), jnp.zeros((a,), jnp.int32), jnp.zeros((a,), jnp.int32), jnp.zeros((a,), jnp.float32), jnp.zeros((a,), jnp.float32)
+        jnp.zeros((actors, capacity, int(dim)), jnp.float32),
+        jnp.zeros((actors,), jnp.int32),
+        jnp.zeros((actors,), jnp.int32),
+        jnp.zeros((actors,), jnp.float32),
+        jnp.zeros((actors,), jnp.float32),
     )
 
 
@@ -106,7 +110,9 @@ def _episodic_one(cfg: EpisodicConfig, mem, size, pos, dm2, n, e, reset):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def episodic_step(cfg: EpisodicConfig, state: EpisodicState, e: jax.Array, reset: jax.Array) -> tuple[EpisodicState, Estimate]:
+def episodic_step(
+    cfg: EpisodicConfig, state: EpisodicState, e: jax.Array, reset: jax.Array
+) -> tuple[EpisodicState, Estimate]:
     """One step of every actor: ``e`` (A, d) float32; ``reset`` (A,) bool marks an episode's first step.
 
     Pure and jitted (``cfg`` static); :func:`checked_episodic_step` validates first."""
@@ -115,11 +121,15 @@ def episodic_step(cfg: EpisodicConfig, state: EpisodicState, e: jax.Array, reset
     return EpisodicState(mem, size, pos, dm2, n), Estimate(r, ksum)
 
 
-def checked_episodic_step(cfg: EpisodicConfig, state: EpisodicState, embeddings, reset) -> tuple[EpisodicState, Estimate]:
+def checked_episodic_step(
+    cfg: EpisodicConfig, state: EpisodicState, embeddings, reset
+) -> tuple[EpisodicState, Estimate]:
     """:func:`episodic_step` after validating ``embeddings`` (A, d) and ``reset`` (A,)."""
     e = memory.check_batch(embeddings, state.memory.shape[2])
     if e.shape[0] != state.memory.shape[0]:
-        raise ValueError(f"embeddings have {e.shape[0]} rows but the episodic memory has {state.memory.shape[0]} actors")
+        raise ValueError(
+            f"embeddings have {e.shape[0]} rows but the episodic memory has {state.memory.shape[0]} actors"
+        )
     reset = jnp.asarray(reset, bool).reshape(-1)
     if reset.shape[0] != e.shape[0]:
         raise ValueError(f"reset has {reset.shape[0]} entries; expected one per actor ({e.shape[0]})")

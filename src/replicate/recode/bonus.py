@@ -99,8 +99,14 @@ class EmbeddingConfig:
 
 
 def _ap_cfg(ecfg: EmbeddingConfig, env) -> representations.APConfig:
-    return representations.APConfig(obs_dim=env.obs_dim, n_actions=env.n_actions, embed_dim=ecfg.dim, hidden=tuple(ecfg.ap_hidden),
-                      classifier_hidden=tuple(ecfg.ap_hidden), learning_rate=ecfg.ap_learning_rate)
+    return representations.APConfig(
+        obs_dim=env.obs_dim,
+        n_actions=env.n_actions,
+        embed_dim=ecfg.dim,
+        hidden=tuple(ecfg.ap_hidden),
+        classifier_hidden=tuple(ecfg.ap_hidden),
+        learning_rate=ecfg.ap_learning_rate,
+    )
 
 
 def _embedding(ecfg: EmbeddingConfig, env):
@@ -108,8 +114,10 @@ def _embedding(ecfg: EmbeddingConfig, env):
     if ecfg.kind == "identity":
         return env.obs_dim, (lambda k: ()), (lambda s, o: o), (lambda s, r, k: (s, {}))
     if ecfg.kind == "random":
+
         def init(k):
             return jax.random.normal(k, (env.obs_dim, ecfg.dim), jnp.float32) / jnp.sqrt(ecfg.dim)
+
         return ecfg.dim, init, (lambda w, o: o @ w), (lambda s, r, k: (s, {}))
 
     if ecfg.kind == "casm":
@@ -141,9 +149,19 @@ def _embedding(ecfg: EmbeddingConfig, env):
 
 
 def _casm_cfg(ecfg: EmbeddingConfig, env) -> representations.CASMConfig:
-    return representations.CASMConfig(obs_dim=env.obs_dim, n_actions=env.n_actions, embed_dim=ecfg.dim, encoder_hidden=tuple(ecfg.ap_hidden),
-                        model_dim=ecfg.casm_dim, n_layers=ecfg.casm_layers, n_heads=ecfg.casm_heads, seq_len=ecfg.casm_seq_len,
-                        n_masks=ecfg.casm_masks, classifier_hidden=tuple(ecfg.ap_hidden), learning_rate=ecfg.ap_learning_rate)
+    return representations.CASMConfig(
+        obs_dim=env.obs_dim,
+        n_actions=env.n_actions,
+        embed_dim=ecfg.dim,
+        encoder_hidden=tuple(ecfg.ap_hidden),
+        model_dim=ecfg.casm_dim,
+        n_layers=ecfg.casm_layers,
+        n_heads=ecfg.casm_heads,
+        seq_len=ecfg.casm_seq_len,
+        n_masks=ecfg.casm_masks,
+        classifier_hidden=tuple(ecfg.ap_hidden),
+        learning_rate=ecfg.ap_learning_rate,
+    )
 
 
 def rollout_windows(obs, actions, done, seq_len: int):
@@ -253,7 +271,9 @@ def ngu_bonus(cfg: baselines.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingCo
                 eo, en, first = xs
                 # a new episode: empty the memory and insert its first observation
                 started, _ = baselines.episodic_step(cfg, mem, eo, jnp.ones_like(first))
-                mem = jax.tree.map(lambda a, b: jnp.where(first.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), started, mem)
+                mem = jax.tree.map(
+                    lambda a, b: jnp.where(first.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), started, mem
+                )
                 mem, est = baselines.episodic_step(cfg, mem, en, jnp.zeros_like(first))
                 return mem, est.reward
 
@@ -285,7 +305,12 @@ def recode_bonus(cfg: memory.RecodeConfig, ecfg: EmbeddingConfig = EmbeddingConf
 
             mem, (r, ins) = jax.lax.scan(body, st["memory"], (e_next, jax.random.split(k_mem, e_next.shape[0])))
             emb, info = train(st["embed"], ro, k_emb)
-            info = {**info, "recode_atoms": jnp.sum(mem.filled), "recode_dm2": mem.dm2, "recode_inserted": jnp.mean(ins)}
+            info = {
+                **info,
+                "recode_atoms": jnp.sum(mem.filled),
+                "recode_dm2": mem.dm2,
+                "recode_inserted": jnp.mean(ins),
+            }
             return {"memory": mem, "embed": emb}, r, info
 
         return intrinsic
@@ -339,8 +364,10 @@ class BonusConfig:
 
     def __post_init__(self) -> None:
         if self.rnd_epochs < 1 or self.rnd_minibatches < 1:
-            raise ParameterError(f"BonusConfig: need rnd_epochs >= 1 and rnd_minibatches >= 1, got {self.rnd_epochs}, "
-                                 f"{self.rnd_minibatches}")
+            raise ParameterError(
+                f"BonusConfig: need rnd_epochs >= 1 and rnd_minibatches >= 1, got {self.rnd_epochs}, "
+                f"{self.rnd_minibatches}"
+            )
         if self.count_c <= 0:
             raise ParameterError(f"BonusConfig: count_c={self.count_c} must be > 0")
 

@@ -59,7 +59,13 @@ def build_stream(gs: GridStream, seeds: Sequence[int]) -> Stream:
     E, L1, A = cells.shape
     first = np.zeros((E, L1, A), bool)
     first[:, 0] = True
-    return Stream(gs, tuple(int(s) for s in seeds), cells.reshape(E * L1, A), first.reshape(E * L1, A), np.repeat(np.arange(E), L1))
+    return Stream(
+        gs,
+        tuple(int(s) for s in seeds),
+        cells.reshape(E * L1, A),
+        first.reshape(E * L1, A),
+        np.repeat(np.arange(E), L1),
+    )
 
 
 def true_counts(cells: np.ndarray, n_cells: int, gamma: float, checkpoints: Sequence[int]) -> np.ndarray:

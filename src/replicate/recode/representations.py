@@ -100,7 +100,10 @@ def ap_train_step(cfg: APConfig, state: TrainState, obs: jax.Array, actions: jax
 
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optax.adam(cfg.learning_rate).update(grads, state.opt_state, state.params)
-    return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), {"loss": loss, "accuracy": acc}
+    return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), {
+        "loss": loss,
+        "accuracy": acc,
+    }
 
 
 def checked_ap_train_step(cfg: APConfig, state: TrainState, obs, actions, next_obs):
@@ -234,9 +237,14 @@ def casm_train_step(cfg: CASMConfig, state: TrainState, obs: jax.Array, actions:
     act_r = jnp.repeat(actions, rep, axis=0)
     valid_r = None if valid is None else jnp.repeat(valid, rep, axis=0)
     masks = sample_masks(cfg, key, b * rep)
-    (loss, acc), grads = jax.value_and_grad(lambda p: casm_loss(cfg, p, obs_r, act_r, masks, valid_r), has_aux=True)(state.params)
+    (loss, acc), grads = jax.value_and_grad(lambda p: casm_loss(cfg, p, obs_r, act_r, masks, valid_r), has_aux=True)(
+        state.params
+    )
     updates, opt_state = optax.adam(cfg.learning_rate).update(grads, state.opt_state, state.params)
-    return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), {"loss": loss, "accuracy": acc}
+    return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), {
+        "loss": loss,
+        "accuracy": acc,
+    }
 
 
 def checked_casm_train_step(cfg: CASMConfig, state: TrainState, obs, actions, key: jax.Array, valid=None):
@@ -244,7 +252,10 @@ def checked_casm_train_step(cfg: CASMConfig, state: TrainState, obs, actions, ke
     obs = _check_obs(obs, cfg.obs_dim)
     actions = jnp.asarray(actions, jnp.int32)
     if obs.ndim != 3 or obs.shape[1] != cfg.seq_len or actions.shape != obs.shape[:2]:
-        raise ValueError(f"expected obs (B, {cfg.seq_len}, {cfg.obs_dim}) and actions (B, {cfg.seq_len}); got {obs.shape}, {actions.shape}")
+        raise ValueError(
+            f"expected obs (B, {cfg.seq_len}, {cfg.obs_dim}) and actions (B, {cfg.seq_len}); "
+            f"got {obs.shape}, {actions.shape}"
+        )
     if valid is not None:
         valid = jnp.asarray(valid, bool)
         if valid.shape != actions.shape:

@@ -76,11 +76,15 @@ class AtariConfig:
 
     def __post_init__(self) -> None:
         if self.frame_skip < 2:
-            raise ParameterError(f"AtariConfig: frame_skip={self.frame_skip} must be >= 2 (max over the last two frames)")
+            raise ParameterError(
+                f"AtariConfig: frame_skip={self.frame_skip} must be >= 2 (max over the last two frames)"
+            )
         if self.noop_max < 0 or self.stack < 1 or self.size < 8:
             raise ParameterError(f"AtariConfig: need noop_max >= 0, stack >= 1, size >= 8, got {self}")
         if not 0.0 <= self.repeat_action_probability < 1.0:
-            raise ParameterError(f"AtariConfig: repeat_action_probability={self.repeat_action_probability} must be in [0, 1)")
+            raise ParameterError(
+                f"AtariConfig: repeat_action_probability={self.repeat_action_probability} must be in [0, 1)"
+            )
 
 
 def max_pool_resize(frame_a: np.ndarray, frame_b: np.ndarray, size: int = 84) -> np.ndarray:
@@ -116,8 +120,10 @@ class AtariEnv:
         self.ale.setInt("max_num_frames_per_episode", int(cfg.max_episode_frames))
         rom = roms.get_rom_path(cfg.game)
         if rom is None:
-            raise ParameterError(f"AtariConfig: game={cfg.game!r} is not a ROM bundled with ale-py; choose e.g. one "
-                                 f"of {list(GAMES)} (rooms are tracked for those)")
+            raise ParameterError(
+                f"AtariConfig: game={cfg.game!r} is not a ROM bundled with ale-py; choose e.g. one "
+                f"of {list(GAMES)} (rooms are tracked for those)"
+            )
         self.ale.loadROM(rom)
         self.actions = self.ale.getMinimalActionSet()
         self.rng = np.random.default_rng(seed)
@@ -196,8 +202,14 @@ class VecAtari:
             obs.append(o)
             rew.append(r)
             done.append(d)
-        return (np.stack(obs), np.asarray(rew, np.float32), np.asarray(done, bool), np.stack(next_obs),
-                np.asarray(rooms, np.int32), ended)
+        return (
+            np.stack(obs),
+            np.asarray(rew, np.float32),
+            np.asarray(done, bool),
+            np.stack(next_obs),
+            np.asarray(rooms, np.int32),
+            ended,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,10 +224,17 @@ def collect(vec: VecAtari, act: Callable, params, obs, first, key, num_steps: in
     """
     T, E = num_steps, len(vec.envs)
     s = vec.cfg.size
-    traj = {"obs": np.zeros((T, E, s, s, vec.cfg.stack), np.uint8), "next_frame": np.zeros((T, E, s, s), np.uint8),
-            "action": np.zeros((T, E), np.int32), "logp": np.zeros((T, E), np.float32),
-            "v_ext": np.zeros((T, E), np.float32), "v_int": np.zeros((T, E), np.float32),
-            "reward": np.zeros((T, E), np.float32), "done": np.zeros((T, E), bool), "first": np.zeros((T, E), bool)}
+    traj = {
+        "obs": np.zeros((T, E, s, s, vec.cfg.stack), np.uint8),
+        "next_frame": np.zeros((T, E, s, s), np.uint8),
+        "action": np.zeros((T, E), np.int32),
+        "logp": np.zeros((T, E), np.float32),
+        "v_ext": np.zeros((T, E), np.float32),
+        "v_int": np.zeros((T, E), np.float32),
+        "reward": np.zeros((T, E), np.float32),
+        "done": np.zeros((T, E), bool),
+        "first": np.zeros((T, E), bool),
+    }
     for t in range(T):
         key, k = jax.random.split(key)
         a, lp, ve, vi = jax.device_get(act(params, obs, k))

@@ -61,11 +61,12 @@ class Adapter:
     step: Callable[[jax.Array, Any, jax.Array], StepResult]
     state_id: Callable[[Any], jax.Array]
     n_states: int | None = None
-    max_episode_steps: int | None = None  # frozen, every field hashable (functions hash by identity): a valid static jit argument
+    max_episode_steps: int | None = None
 
 
-def gymnax_adapter(env, params=None, *, name: str | None = None, state_id=None, n_states=None,
-                   success=None, max_episode_steps=None) -> Adapter:
+def gymnax_adapter(
+    env, params=None, *, name: str | None = None, state_id=None, n_states=None, success=None, max_episode_steps=None
+) -> Adapter:
     """Wrap a gymnax environment. ``state_id(env_state)`` and ``success(reward, env_state)`` are optional."""
     params = env.default_params if params is None else params
     obs_shape = env.observation_space(params).shape
@@ -86,12 +87,27 @@ def gymnax_adapter(env, params=None, *, name: str | None = None, state_id=None, 
         new_st = jax.tree.map(lambda a, b: jax.lax.select(done, a, b), st_re, st_st)
         obs = jnp.where(done, jnp.asarray(obs_re, jnp.float32).reshape(obs_dim), next_obs)
         reward = jnp.asarray(reward, jnp.float32)
-        return StepResult(obs, new_st, reward, done, next_obs, jnp.asarray(state_id_fn(st_st), jnp.int32),
-                          jnp.asarray(success_fn(reward, st_st), bool))
+        return StepResult(
+            obs,
+            new_st,
+            reward,
+            done,
+            next_obs,
+            jnp.asarray(state_id_fn(st_st), jnp.int32),
+            jnp.asarray(success_fn(reward, st_st), bool),
+        )
 
     n_actions = int(env.action_space(params).n)
-    return Adapter(name or env.name, obs_dim, n_actions, reset, step,
-                   lambda s: jnp.asarray(state_id_fn(s), jnp.int32), n_states, max_episode_steps)
+    return Adapter(
+        name or env.name,
+        obs_dim,
+        n_actions,
+        reset,
+        step,
+        lambda s: jnp.asarray(state_id_fn(s), jnp.int32),
+        n_states,
+        max_episode_steps,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,8 +158,15 @@ def deep_sea(size: int, *, map_seed: int = 0, move_cost: float = 0.01) -> Adapte
     def success(reward, s):
         return jnp.logical_and(s.row == size, reward > 0.5)
 
-    return gymnax_adapter(env, params, name=f"DeepSea-{size}", state_id=state_id, n_states=size * (size + 1),
-                          success=success, max_episode_steps=size)
+    return gymnax_adapter(
+        env,
+        params,
+        name=f"DeepSea-{size}",
+        state_id=state_id,
+        n_states=size * (size + 1),
+        success=success,
+        max_episode_steps=size,
+    )
 
 
 def gymnax_env(name: str, **kwargs) -> Adapter:
@@ -162,9 +185,19 @@ def random_policy_success_episodes(size: int) -> float:
 # ----------------------------------------------------------------------------------------------
 # MiniGrid via xminigrid (Nikulin et al. 2024, XLand-MiniGrid): the MiniGrid tasks rewritten in JAX
 
-MINIGRID_TASKS = ("MiniGrid-DoorKey-5x5", "MiniGrid-DoorKey-6x6", "MiniGrid-DoorKey-8x8", "MiniGrid-DoorKey-16x16",
-                  "MiniGrid-FourRooms", "MiniGrid-Unlock", "MiniGrid-UnlockPickUp", "MiniGrid-BlockedUnlockPickUp",
-                  "MiniGrid-LockedRoom", "MiniGrid-Empty-8x8", "MiniGrid-Empty-16x16")
+MINIGRID_TASKS = (
+    "MiniGrid-DoorKey-5x5",
+    "MiniGrid-DoorKey-6x6",
+    "MiniGrid-DoorKey-8x8",
+    "MiniGrid-DoorKey-16x16",
+    "MiniGrid-FourRooms",
+    "MiniGrid-Unlock",
+    "MiniGrid-UnlockPickUp",
+    "MiniGrid-BlockedUnlockPickUp",
+    "MiniGrid-LockedRoom",
+    "MiniGrid-Empty-8x8",
+    "MiniGrid-Empty-16x16",
+)
 
 
 def minigrid_obs_dim(view_size: int = 7) -> int:
@@ -195,8 +228,10 @@ def minigrid(name: str, *, max_steps: int | None = None, view_size: int = 7) -> 
     except ImportError as e:  # pragma: no cover - the rl extra installs it
         raise ParameterError("MiniGrid needs the 'xminigrid' package: pip install -e '.[rl]'") from e
     if name not in xminigrid.registered_environments() or not name.startswith("MiniGrid-"):
-        raise ParameterError(f"MiniGrid task {name!r} is unknown; choose one of "
-                             f"{[n for n in xminigrid.registered_environments() if n.startswith('MiniGrid-')]}")
+        raise ParameterError(
+            f"MiniGrid task {name!r} is unknown; choose one of "
+            f"{[n for n in xminigrid.registered_environments() if n.startswith('MiniGrid-')]}"
+        )
     if max_steps is not None and (not isinstance(max_steps, (int, np.integer)) or max_steps < 1):
         raise ParameterError(f"MiniGrid max_steps={max_steps!r} must be a positive int or None (task default)")
     env, params = xminigrid.make(name)
@@ -231,4 +266,6 @@ def minigrid(name: str, *, max_steps: int | None = None, view_size: int = 7) -> 
         reward = jnp.asarray(nxt.reward, jnp.float32)
         return StepResult(obs, new_ts, reward, done, next_obs, cell(nxt), reward > 0)
 
-    return Adapter(name, obs_dim, int(env.num_actions(params)), reset, step, cell, height * width, int(params.max_steps))
+    return Adapter(
+        name, obs_dim, int(env.num_actions(params)), reset, step, cell, height * width, int(params.max_steps)
+    )

@@ -11,7 +11,8 @@ Two halves:
 
 Episode numbering: episodes are counted over all parallel environments in the order they end
 (within one step, in environment order); an episode is successful if any of its transitions
-reached the goal. ``first_success`` is the 1-based number of the first successful episode, so a random policy on DeepSea of size ``N`` has
+reached the goal. ``first_success`` is the 1-based number of the first successful episode, so a random policy
+on DeepSea of size ``N`` has
 ``E[first_success] = 2^N`` (geometric with ``p = 2^-N``).
 """
 
@@ -46,11 +47,14 @@ def tracker_init(n_states: int | None, num_envs: int, initial_ids=None) -> Track
     if n_states and initial_ids is not None:
         visited = visited.at[jnp.asarray(initial_ids, jnp.int32)].set(True)
     z = jnp.zeros((), jnp.int32)
-    return Tracker(visited, z, z, jnp.asarray(NEVER, jnp.int32), jnp.zeros((num_envs,), jnp.float32),
-                   jnp.zeros((num_envs,), bool))
+    return Tracker(
+        visited, z, z, jnp.asarray(NEVER, jnp.int32), jnp.zeros((num_envs,), jnp.float32), jnp.zeros((num_envs,), bool)
+    )
 
 
-def tracker_step(tr: Tracker, reward, done, success, next_state_id, track_states: bool = True) -> tuple[Tracker, StepStats]:
+def tracker_step(
+    tr: Tracker, reward, done, success, next_state_id, track_states: bool = True
+) -> tuple[Tracker, StepStats]:
     """Record one step of every environment: ``reward``, ``done``, ``success`` (E,), ``next_state_id`` (E,)."""
     done = jnp.asarray(done, bool)
     ep_success = tr.ep_success | jnp.asarray(success, bool)
@@ -60,8 +64,14 @@ def tracker_step(tr: Tracker, reward, done, success, next_state_id, track_states
     number = tr.episodes + jnp.cumsum(ended)  # 1-based number of each episode ending now, env order
     first = jnp.minimum(tr.first_success, jnp.min(jnp.where(done & ep_success, number, NEVER)))
     stats = StepStats(jnp.sum(jnp.where(done, ep_return, 0.0)), jnp.sum(ended))
-    tr = Tracker(visited, tr.episodes + jnp.sum(ended), tr.successes + jnp.sum(done & ep_success), first,
-                 jnp.where(done, 0.0, ep_return), ep_success & ~done)
+    tr = Tracker(
+        visited,
+        tr.episodes + jnp.sum(ended),
+        tr.successes + jnp.sum(done & ep_success),
+        first,
+        jnp.where(done, 0.0, ep_return),
+        ep_success & ~done,
+    )
     return tr, stats
 
 

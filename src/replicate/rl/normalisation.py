@@ -24,7 +24,9 @@ class RunningMeanStd(NamedTuple):
 
     @staticmethod
     def create(shape=(), eps: float = 1e-4) -> "RunningMeanStd":
-        return RunningMeanStd(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(eps, jnp.float32))
+        return RunningMeanStd(
+            jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(eps, jnp.float32)
+        )
 
     def update(self, x) -> "RunningMeanStd":
         """Merge a batch: every leading axis of ``x`` beyond the moments' shape is a sample axis."""

@@ -97,18 +97,28 @@ class PPOConfig:
 
         for name in ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches"):
             v = getattr(self, name)
-            need(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1, f"{name}={v!r} must be an int >= 1")
-        need(self.batch_size % self.num_minibatches == 0,
-             f"num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches={self.num_minibatches}")
-        need(self.total_timesteps >= self.batch_size,
-             f"total_timesteps={self.total_timesteps} is below one rollout (num_envs * num_steps = {self.batch_size})")
+            need(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1,
+                f"{name}={v!r} must be an int >= 1",
+            )
+        need(
+            self.batch_size % self.num_minibatches == 0,
+            f"num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches={self.num_minibatches}",
+        )
+        need(
+            self.total_timesteps >= self.batch_size,
+            f"total_timesteps={self.total_timesteps} is below one rollout (num_envs * num_steps = {self.batch_size})",
+        )
         for name in ("gamma", "gamma_int", "gae_lambda"):
             need(0.0 <= getattr(self, name) <= 1.0, f"{name}={getattr(self, name)} must be in [0, 1]")
         need(self.clip_eps > 0, f"clip_eps={self.clip_eps} must be > 0")
         need(self.learning_rate > 0, f"learning_rate={self.learning_rate} must be > 0")
         need(self.int_norm in INT_NORMS, f"int_norm={self.int_norm!r}; choose one of {INT_NORMS}")
         need(self.activation in ("tanh", "relu"), f"activation={self.activation!r}; choose 'tanh' or 'relu'")
-        need(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"hidden={self.hidden} needs >= 1 positive widths")
+        need(
+            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
+            f"hidden={self.hidden} needs >= 1 positive widths",
+        )
 
     @property
     def batch_size(self) -> int:
@@ -174,7 +184,9 @@ def ppo_loss(cfg: PPOConfig, logits, v_ext, v_int, batch, int_weight: float = 1.
         clipped = (v_old + jnp.clip(v - v_old, -cfg.clip_eps, cfg.clip_eps) - ret) ** 2
         return 0.5 * jnp.mean(jnp.maximum(unclipped, clipped))
 
-    v_loss = vloss(v_ext, batch["v_ext"], batch["ret_ext"]) + int_weight * vloss(v_int, batch["v_int"], batch["ret_int"])
+    v_loss = vloss(v_ext, batch["v_ext"], batch["ret_ext"]) + int_weight * vloss(
+        v_int, batch["v_int"], batch["ret_int"]
+    )
     ent = jnp.mean(entropy)
     total = pg + cfg.vf_coef * v_loss - cfg.ent_coef * ent
     approx_kl = jnp.mean((ratio - 1.0) - jnp.log(ratio))
@@ -241,8 +253,20 @@ class Runner(NamedTuple):
     update: jax.Array
 
 
-def learn(cfg: PPOConfig, net: nn.Module, tx: optax.GradientTransformation, params, opt_state, traj, r_int,
-          last_v_ext, last_v_int, int_coef: float, int_weight: float, key):
+def learn(
+    cfg: PPOConfig,
+    net: nn.Module,
+    tx: optax.GradientTransformation,
+    params,
+    opt_state,
+    traj,
+    r_int,
+    last_v_ext,
+    last_v_int,
+    int_coef: float,
+    int_weight: float,
+    key,
+):
     """One PPO update from a rollout: GAE for both reward streams, then ``update_epochs`` epochs of a
     ``lax.scan`` over ``num_minibatches`` shuffled minibatches (one Adam step each).
 
@@ -254,8 +278,16 @@ def learn(cfg: PPOConfig, net: nn.Module, tx: optax.GradientTransformation, para
     adv_e, ret_e = gae(traj.reward, traj.v_ext, traj.done, last_v_ext, cfg.gamma, cfg.gae_lambda)
     int_dones = traj.done if cfg.int_episodic else jnp.zeros_like(traj.done)
     adv_i, ret_i = gae(r_int, traj.v_int, int_dones, last_v_int, cfg.gamma_int, cfg.gae_lambda)
-    batch = {"obs": traj.obs, "action": traj.action, "logp": traj.logp, "adv": cfg.ext_coef * adv_e + int_coef * adv_i,
-             "v_ext": traj.v_ext, "v_int": traj.v_int, "ret_ext": ret_e, "ret_int": ret_i}
+    batch = {
+        "obs": traj.obs,
+        "action": traj.action,
+        "logp": traj.logp,
+        "adv": cfg.ext_coef * adv_e + int_coef * adv_i,
+        "v_ext": traj.v_ext,
+        "v_int": traj.v_int,
+        "ret_ext": ret_e,
+        "ret_int": ret_i,
+    }
     batch = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), batch)
 
     def epoch(state, k):
@@ -301,8 +333,10 @@ def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
         frac = 1.0 - (count // (cfg.num_minibatches * cfg.update_epochs)) / num_updates
         return cfg.learning_rate * frac
 
-    tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
-                     optax.adam(lr_schedule if cfg.anneal_lr else cfg.learning_rate, eps=cfg.adam_eps))
+    tx = optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm),
+        optax.adam(lr_schedule if cfg.anneal_lr else cfg.learning_rate, eps=cfg.adam_eps),
+    )
 
     def train(key):
         key, k_net, k_env, k_bonus = jax.random.split(key, 4)
@@ -311,8 +345,18 @@ def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
         obs, env_state = jax.vmap(env.reset)(jax.random.split(k_env, E))
         bonus_state = bonus.init(k_bonus, env) if bonus is not None else ()
         tracker = exploration.tracker_init(env.n_states, E, jax.vmap(env.state_id)(env_state) if track else None)
-        runner = Runner(params, opt_state, env_state, obs, jnp.ones((E,), bool), bonus_state, int_norm_init(E),
-                        tracker, key, jnp.zeros((), jnp.int32))
+        runner = Runner(
+            params,
+            opt_state,
+            env_state,
+            obs,
+            jnp.ones((E,), bool),
+            bonus_state,
+            int_norm_init(E),
+            tracker,
+            key,
+            jnp.zeros((), jnp.int32),
+        )
 
         def env_step(carry, _):
             params, env_state, obs, first, tracker, key = carry
@@ -321,8 +365,22 @@ def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
             action = jax.random.categorical(k_act, logits)
             logp, _ = categorical_logp_entropy(logits, action)
             res = jax.vmap(env.step)(jax.random.split(k_step, E), env_state, action)
-            tracker, stats = exploration.tracker_step(tracker, res.reward, res.done, res.success, res.next_state_id, track)
-            tr = Rollout(obs, action, logp, v_ext, v_int, res.reward, res.done, first, res.next_obs, res.next_state_id, res.success)
+            tracker, stats = exploration.tracker_step(
+                tracker, res.reward, res.done, res.success, res.next_state_id, track
+            )
+            tr = Rollout(
+                obs,
+                action,
+                logp,
+                v_ext,
+                v_int,
+                res.reward,
+                res.done,
+                first,
+                res.next_obs,
+                res.next_state_id,
+                res.success,
+            )
             return (params, res.env_state, res.obs, res.done, tracker, key), (tr, stats)
 
         def update(runner: Runner, _):
@@ -338,8 +396,20 @@ def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
                 bonus_state, binfo, int_norm = runner.bonus_state, {}, runner.int_norm
                 r_raw = r_int = jnp.zeros_like(traj.reward)
 
-            params, opt_state, losses = learn(cfg, net, tx, params, runner.opt_state, traj, r_int, last_v_ext, last_v_int,
-                                              int_coef, int_weight, k_perm)
+            params, opt_state, losses = learn(
+                cfg,
+                net,
+                tx,
+                params,
+                runner.opt_state,
+                traj,
+                r_int,
+                last_v_ext,
+                last_v_int,
+                int_coef,
+                int_weight,
+                k_perm,
+            )
             metrics = {
                 "env_steps": (runner.update + 1) * cfg.batch_size,
                 "episodes": tracker.episodes,
@@ -353,7 +423,9 @@ def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
                 **{k: jnp.mean(v) for k, v in losses.items()},
                 **binfo,
             }
-            new = Runner(params, opt_state, env_state, obs, first, bonus_state, int_norm, tracker, key, runner.update + 1)
+            new = Runner(
+                params, opt_state, env_state, obs, first, bonus_state, int_norm, tracker, key, runner.update + 1
+            )
             return new, metrics
 
         return jax.lax.scan(update, runner, None, num_updates)
