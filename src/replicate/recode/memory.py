@@ -62,12 +62,17 @@ here, and the NumPy transcription in :mod:`replicate.recode.reference` makes the
   1. rewards, pseudo-counts and the k nearest atoms: from the pre-batch memory (as above);
   2. ``d_m^2`` follows Alg. 1 l.4 in batch order, ``d_b = (1 - tau) d_{b-1} + tau m_b``, where ``m_b``
      is ``e_b``'s mean squared distance to its k nearest *pre-batch* atoms (atoms created in the batch
-     do not enter it); all ``d_b`` come from one associative scan. The first call that finds atoms
-     sets ``d_m^2`` to its first embedding's mean, as above. A call on an empty memory leaves it unset;
+     do not enter it); all ``d_b`` come from one associative scan. The first embedding that has a
+     neighbour sets ``d_m^2`` to its mean, as above. On an empty memory (the first call only) the
+     earlier embeddings of the batch play the part of the atoms: ``m_b`` is ``e_b``'s mean squared
+     distance to its k nearest among ``e_0 .. e_{b-1}`` (in the sequential update most of them are
+     atoms by then);
   3. insertion candidates (l.6-8): ``e_b`` is a candidate iff it has no pre-batch atom, or its
      nearest pre-batch atom is farther than ``kappa d_b`` and ``u_b < eta`` (``free_fill``: the coin
      is skipped for ``e_b`` when fewer embeddings before it passed the distance test than there are
-     empty slots, so exactly the insertions that fill empty slots are free);
+     empty slots, so exactly the insertions that fill empty slots are free). On an empty memory
+     only ``e_0`` has no atom; every other embedding passes the distance test here and meets its
+     real test, against the earlier candidates, in step 4;
   4. near-duplicates (one B x B pass): a candidate within ``kappa d_b`` of an *earlier candidate* of
      the batch is not inserted (it merges, step 6). The pass is not iterated: a candidate dropped
      this way still blocks later candidates near it;
@@ -651,27 +656,39 @@ def _step_parallel(cfg: RecodeConfig, state: RecodeState, e: jax.Array,
     ranked = ranked.astype(jnp.int32)
 
     # ---- l.3-4: d_m^2 recursion over the batch, each embedding's k-NN mean over the pre-batch atoms
-    valid = jnp.isfinite(knn_d2)
-    nv = jnp.sum(valid, axis=1)
-    mean = jnp.sum(jnp.where(valid, knn_d2, 0.0), axis=1) / jnp.maximum(nv, 1)
+    # (on an empty memory: over the earlier embeddings of the batch, which play the atoms' part)
+    intra = sqdist(e, e)
     has_atoms = jnp.any(state.filled)  # then every embedding has >= 1 pre-batch neighbour
-    a = jnp.full((B,), 1.0 - cfg.tau, jnp.float32).at[0].set(jnp.where(state.dm2_ready, 1.0 - cfg.tau, 0.0))
-    c = (cfg.tau * mean).at[0].set(jnp.where(state.dm2_ready, cfg.tau * mean[0], mean[0]))
-    dm2_b = jnp.where(has_atoms, _linear_recursion(a, c, state.dm2), state.dm2)  # d_m^2 after embedding b
-    dm2 = dm2_b[-1]
-    ready = state.dm2_ready | has_atoms
+    k = min(cfg.k, M)
 
-    # ---- l.6-8: insertion decisions against the nearest pre-batch atom, all at once
+    def knn_means(d2: jax.Array) -> tuple[jax.Array, jax.Array]:
+        valid = jnp.isfinite(d2)
+        nv = jnp.sum(valid, axis=1)
+        return jnp.sum(jnp.where(valid, d2, 0.0), axis=1) / jnp.maximum(nv, 1), nv > 0
+
+    def cold_means(_):
+        prev = jnp.where(b_idx[None, :] < b_idx[:, None], intra, jnp.inf)
+        return knn_means(-jax.lax.top_k(-prev, min(k, B))[0])
+
+    mean, has_nbr = jax.lax.cond(has_atoms, lambda _: knn_means(knn_d2), cold_means, None)
+    sets = has_nbr & (jnp.cumsum(has_nbr) == 1) & ~state.dm2_ready  # sets d_m^2 (no running mean yet)
+    a = jnp.where(has_nbr, jnp.where(sets, 0.0, 1.0 - cfg.tau), 1.0).astype(jnp.float32)
+    c = jnp.where(has_nbr, jnp.where(sets, mean, cfg.tau * mean), 0.0).astype(jnp.float32)
+    dm2_b = _linear_recursion(a, c, state.dm2)  # d_m^2 after embedding b
+    dm2 = dm2_b[-1]
+    ready = state.dm2_ready | jnp.any(has_nbr)
+
+    # ---- l.6-8: insertion decisions against the nearest pre-batch atom, all at once (on an empty
+    # memory only the first embedding has no atom; the others are tested against earlier ones, step 4)
     d_near = knn_d2[:, 0]
-    no_atom = ~jnp.isfinite(d_near)
-    far = d_near > cfg.kappa * dm2_b
+    no_atom = jnp.where(has_atoms, ~jnp.isfinite(d_near), b_idx == 0)
+    far = d_near > cfg.kappa * dm2_b  # inf > x: always far from an empty memory
     coin = noise.u < cfg.eta
     if cfg.free_fill:  # the m-th insertion of the batch takes an empty slot iff m < number of empty slots
         passes = (far | no_atom).astype(jnp.int32)
         coin = coin | ((jnp.cumsum(passes) - passes) < M - jnp.sum(state.filled))
     want = no_atom | (far & coin)
     # near-duplicate new atoms: one B x B pass; a candidate within kappa d_m^2 of an earlier one merges
-    intra = sqdist(e, e)
     earlier = (b_idx[None, :] < b_idx[:, None]) & want[None, :]  # [b, b']: b' < b is a candidate
     d_earlier = jnp.min(jnp.where(earlier, intra, jnp.inf), axis=1)
     cand = want & ~(d_earlier <= cfg.kappa * dm2_b)
@@ -683,7 +700,7 @@ def _step_parallel(cfg: RecodeConfig, state: RecodeState, e: jax.Array,
 
     # ---- l.15: merge target of every other embedding, the nearest atom after the batch's evictions
     # and insertions: its nearest surviving pre-batch atom among its k nearest, or a new atom
-    surv = valid & ~evicted[knn_idx]
+    surv = jnp.isfinite(knn_d2) & ~evicted[knn_idx]
     first = jnp.argmax(surv, axis=1)
     d_pre = jnp.where(jnp.any(surv, axis=1), jnp.take_along_axis(knn_d2, first[:, None], axis=1)[:, 0], jnp.inf)
     t_pre = jnp.take_along_axis(knn_idx, first[:, None], axis=1)[:, 0]
