@@ -44,6 +44,9 @@ def test_code_fingerprint_changes_with_content(tmp_path):
     b.write_text("y = 2\n")
     f1 = resumable.code_fingerprint([a, b], tmp_path)
     assert f1 == resumable.code_fingerprint([b, a], tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.py"  # a notebook outside the root counts by name
+    outside.write_text("z = 1\n")
+    assert resumable.code_fingerprint([a, outside], tmp_path) != resumable.code_fingerprint([a], tmp_path)
     b.write_text("y = 3\n")
     assert resumable.code_fingerprint([a, b], tmp_path) != f1
 

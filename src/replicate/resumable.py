@@ -49,7 +49,8 @@ def code_fingerprint(files: Iterable[str | os.PathLike], root: str | os.PathLike
     h = hashlib.sha256()
     base = Path(root) if root is not None else None
     for path in sorted(Path(f) for f in files):
-        label = path.relative_to(base).as_posix() if base is not None else path.as_posix()
+        inside = base is not None and path.resolve().is_relative_to(base.resolve())
+        label = path.resolve().relative_to(base.resolve()).as_posix() if inside else path.name
         h.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
