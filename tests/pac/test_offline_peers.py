@@ -2,6 +2,8 @@
 and a learning check: both reach near-expert return from expert-only data on a small two-task point-mass
 problem generated here (expert = 1, random = 0)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +14,10 @@ from replicate.params import ParameterError
 
 OBS, ACT, B = 3, 2, 6
 HIDDEN = (8, 7)
+# One config per method for the unit tests (each distinct config is one more compilation); variants
+# are made with dataclasses.replace and share the state structure.
+TD3 = offline_peers.TD3BCConfig(hidden=HIDDEN)
+IQL = offline_peers.IQLConfig(hidden=HIDDEN)
 
 
 # ----------------------------------------------------------------------------- NumPy references
@@ -82,7 +88,7 @@ def jbatch(batch):
 
 
 def test_td3bc_critic_loss_matches_numpy(batch):
-    cfg = offline_peers.TD3BCConfig(hidden=HIDDEN)
+    cfg = TD3
     st = init(cfg, jax.random.PRNGKey(0), OBS, ACT)
     critic_t, actor_t = perturb(st.critic, 1), perturb(st.actor, 2)
     noise = np.random.default_rng(4).normal(size=(B, ACT)).astype(np.float32) * 2.0  # some beyond the clip
@@ -101,7 +107,7 @@ def test_td3bc_critic_loss_matches_numpy(batch):
 
 
 def test_td3bc_actor_loss_matches_numpy(batch):
-    cfg = offline_peers.TD3BCConfig(hidden=HIDDEN)
+    cfg = TD3
     st = init(cfg, jax.random.PRNGKey(5), OBS, ACT)
     loss, aux = td3bc_actor_loss(cfg, st.actor, st.critic, jbatch(batch))
 
@@ -129,8 +135,8 @@ def test_td3bc_actor_gradient_pushes_pi_towards_action_as_alpha_vanishes(batch, 
     g = jax.grad(lambda p: offline_peers.td3bc_actor_objective(q, p, a, alpha))(pi)
     np.testing.assert_allclose(np.asarray(g), 2 * (np.asarray(pi) - np.asarray(a)) / (B * ACT), rtol=1e-3, atol=1e-6)
     # Through the network: a small step on the actor's parameters with alpha = 0 moves pi(s) towards a.
-    cfg = offline_peers.TD3BCConfig(hidden=HIDDEN, alpha=alpha)
-    st = init(cfg, jax.random.PRNGKey(7), OBS, ACT)
+    cfg = dataclasses.replace(TD3, alpha=alpha)
+    st = init(TD3, jax.random.PRNGKey(7), OBS, ACT)
     grads = jax.jit(jax.grad(lambda p: offline_peers.td3bc_actor_loss(cfg, p, st.critic, jbatch(batch))[0]))(st.actor)
     stepped = jax.tree_util.tree_map(lambda p, d: p - 1e-2 * d, st.actor, grads)
 
@@ -141,7 +147,7 @@ def test_td3bc_actor_gradient_pushes_pi_towards_action_as_alpha_vanishes(batch, 
 
 
 def test_td3bc_update_delays_actor_and_targets():
-    cfg = offline_peers.TD3BCConfig(hidden=HIDDEN, policy_delay=2, tau=0.1)
+    cfg = TD3  # policy_delay 2, tau 0.005
     rng = np.random.default_rng(8)
     batch = {
         "obs": rng.normal(size=(B, OBS)),
@@ -169,7 +175,7 @@ def test_td3bc_update_delays_actor_and_targets():
         (s2.critic, s2.critic_target, s1.critic_target),
     ):
         jax.tree_util.tree_map(
-            lambda n, t, o: np.testing.assert_allclose(t, 0.1 * n + 0.9 * o, rtol=1e-5, atol=1e-7), new, target, old
+            lambda n, t, o: np.testing.assert_allclose(t, 0.005 * n + 0.995 * o, rtol=1e-5, atol=1e-7), new, target, old
         )
     assert not np.allclose(jax.tree_util.tree_leaves(s2.actor)[0], jax.tree_util.tree_leaves(s1.actor)[0])
 
@@ -192,7 +198,7 @@ def test_expectile_loss_matches_numpy_and_is_half_mse_at_one_half():
 
 
 def test_iql_value_loss_matches_numpy(batch):
-    cfg = offline_peers.IQLConfig(hidden=HIDDEN)
+    cfg = IQL
     st = init(cfg, jax.random.PRNGKey(11), OBS + 0, ACT)
     q_t = np_critics(perturb(st.critic_target, 12), batch["obs"], batch["action"]).min(0)
     loss, _ = iql_value_loss(cfg, st.value, jnp.asarray(q_t, jnp.float32), jnp.asarray(batch["obs"]))
@@ -201,7 +207,7 @@ def test_iql_value_loss_matches_numpy(batch):
 
 
 def test_iql_q_loss_matches_numpy(batch):
-    cfg = offline_peers.IQLConfig(hidden=HIDDEN)
+    cfg = IQL
     st = init(cfg, jax.random.PRNGKey(13), OBS, ACT)
     value = perturb(st.value, 14)
     loss, _ = iql_q_loss(cfg, st.critic, value, jbatch(batch))
@@ -211,7 +217,7 @@ def test_iql_q_loss_matches_numpy(batch):
 
 
 def test_iql_actor_loss_matches_numpy_with_clipped_weights(batch):
-    cfg = offline_peers.IQLConfig(hidden=HIDDEN)
+    cfg = IQL
     st = init(cfg, jax.random.PRNGKey(15), OBS, ACT)
     actor = {"mean": perturb(st.actor["mean"], 16), "log_std": jnp.array([-0.5, 0.3])}
     v = np_mlp(st.value, batch["obs"])[:, 0]
@@ -229,12 +235,12 @@ def test_iql_actor_loss_matches_numpy_with_clipped_weights(batch):
 
 
 def test_iql_update_order_and_polyak_target(batch):
-    cfg = offline_peers.IQLConfig(hidden=HIDDEN, tau=0.2)
+    cfg = IQL  # tau 0.005
     s0 = init(cfg, jax.random.PRNGKey(17), OBS, ACT)
     s0 = s0._replace(critic_target=perturb(s0.critic_target, 18))
     s1, metrics = update(cfg, s0, jbatch(batch), jax.random.PRNGKey(0))
     jax.tree_util.tree_map(
-        lambda n, t, o: np.testing.assert_allclose(t, 0.2 * n + 0.8 * o, rtol=1e-5, atol=1e-7),
+        lambda n, t, o: np.testing.assert_allclose(t, 0.005 * n + 0.995 * o, rtol=1e-5, atol=1e-7),
         s1.critic,
         s1.critic_target,
         s0.critic_target,
@@ -250,7 +256,7 @@ def test_iql_update_order_and_polyak_target(batch):
 
 
 def test_iql_policy_and_act():
-    cfg = offline_peers.IQLConfig(hidden=HIDDEN)
+    cfg = IQL
     st = init(cfg, jax.random.PRNGKey(19), OBS, ACT)
     obs = jnp.ones((4, OBS))
     mean, log_std = offline_peers.iql_policy(cfg, {**st.actor, "log_std": jnp.array([-20.0, 5.0])}, obs)
@@ -394,8 +400,10 @@ def expert_dataset(episodes_per_task: int, seed: int):
     return {k: np.concatenate(v) for k, v in rows.items()}
 
 
-def learned_normalised_return(cfg, seed=0):
-    raw = expert_dataset(150, seed)
+def learned_normalised_returns(cfg, seeds=(0, 1)):
+    """Train ``len(seeds)`` seeds at once (``make_train`` with a batch of keys) on one expert-only
+    dataset; per seed, the normalised return of each task over 200 start states."""
+    raw = expert_dataset(150, 0)
     mean, std = offline_peers.observation_stats(raw["pos"])
     num_tasks = len(GOALS)
 
@@ -413,20 +421,24 @@ def learned_normalised_return(cfg, seed=0):
         reward=raw["reward"].astype(np.float32),
         discount=np.ones(len(raw["reward"]), np.float32),
     )
-    state, metrics = offline_peers.make_train(cfg, data)(jax.random.PRNGKey(seed))
+    state, metrics = offline_peers.make_train(cfg, data)(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
+    assert all(np.asarray(v).shape == (len(seeds), cfg.num_updates) for v in metrics.values())
     assert all(np.isfinite(np.asarray(v)).all() for v in metrics.values())
-    policy = jax.jit(lambda obs: offline_peers.act(cfg, state.actor, obs))
-    starts = np.random.default_rng(1000 + seed).uniform(-1, 1, (200, 2)).astype(np.float32)
-    scores = []
+    assert np.all(np.asarray(state.step) == cfg.num_updates)
+    policy = jax.jit(jax.vmap(lambda params, obs: offline_peers.act(cfg, params, obs), in_axes=(0, None)))
+    starts = np.random.default_rng(1000).uniform(-1, 1, (200, 2)).astype(np.float32)
+    scores = np.zeros((len(seeds), num_tasks))
     for task in range(num_tasks):
-        learned = rollout_returns(lambda p, t: np.asarray(policy(features(p, t))), starts, task).mean()
         expert = rollout_returns(expert_action, starts, task).mean()
         rand_rng = np.random.default_rng(7)
         random = rollout_returns(lambda p, t: rand_rng.uniform(-1, 1, p.shape), starts, task).mean()
-        scores.append((learned - random) / (expert - random))
+        for i in range(len(seeds)):
+            learned = rollout_returns(lambda p, t: np.asarray(policy(state.actor, features(p, t)))[i], starts, task)
+            scores[i, task] = (learned.mean() - random) / (expert - random)
     return scores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "cfg",
     [
@@ -437,26 +449,11 @@ def learned_normalised_return(cfg, seed=0):
     ids=["td3bc", "iql"],
 )
 def test_learns_near_expert_policy_from_expert_data(cfg):
-    # Normalised return averaged over the tasks, as notebook 31 reports it (``normalised_mean``).
-    scores = learned_normalised_return(cfg)
-    assert np.mean(scores) >= 0.9 and min(scores) >= 0.8, (
-        f"{offline_peers.method_name(cfg)}: normalised returns {scores}"
-    )
-
-
-def test_make_train_vmaps_over_seeds():
-    cfg = offline_peers.IQLConfig(hidden=(8,), batch_size=4, num_updates=5)
-    rng = np.random.default_rng(0)
-    data = {
-        "obs": rng.normal(size=(20, 3)),
-        "next_obs": rng.normal(size=(20, 3)),
-        "action": rng.uniform(-1, 1, (20, 2)),
-        "reward": rng.normal(size=20),
-        "discount": np.ones(20),
-    }
-    state, metrics = offline_peers.make_train(cfg, data)(jax.random.split(jax.random.PRNGKey(0), 3))
-    assert metrics["critic_loss"].shape == (3, 5) and state.actor["log_std"].shape == (3, 2)
-    assert int(state.step[0]) == 5
+    # Per seed, the normalised return averaged over the tasks (as notebook 31 reports it,
+    # ``normalised_mean``) is near-expert, and no task is left far behind.
+    scores = learned_normalised_returns(cfg)
+    name = offline_peers.method_name(cfg)
+    assert np.all(scores.mean(1) >= 0.9) and scores.min() >= 0.8, f"{name}: normalised returns (seed x task) {scores}"
 
 
 @pytest.mark.slow
