@@ -16,7 +16,7 @@ FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--ex
 # Unit tests, then notebooks. pytest exits 5 when it collects nothing: that is a failure here.
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: env repro test unit nbval lint readme deps bench lock clean-env
+.PHONY: env repro test unit nbval lint readme deps bench gpu-check lock clean-env
 
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -53,8 +53,15 @@ unit: env
 nbval: env
 	$(PYTEST) $(NBVAL) notebooks
 
+# On a lent GPU machine (its image's python3 has jax[cuda], flax, optax, torch): the scale-path check, at most
+# ~8 minutes; writes benchmarks/results/gpu_check.{json,md}. Carry the wheels of tools/gpu_wheels.sh in .whl/.
+gpu-check:
+	if ls .whl/*.whl >/dev/null 2>&1; then python3 -m pip install -q --no-index --no-deps --no-compile \
+	    --upgrade --target /tmp/site .whl/*.whl; fi
+	PYTHONPATH=$(CURDIR)/src:/tmp/site python3 benchmarks/gpu_check.py --budget-s 420
+
 bench: env
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/*.py; do [ "$$b" = benchmarks/gpu_check.py ] || $(BIN)/python $$b || exit 1; done
 
 # Refresh the lock after changing dependencies in pyproject.toml (see README).
 lock: env
