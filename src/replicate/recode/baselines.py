@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 from replicate.nn.mlp import MLP
+from replicate.params import ParameterError
 from replicate.recode import memory
 from replicate.rl.normalisation import RunningMeanStd
 
@@ -62,9 +63,9 @@ class EpisodicConfig:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.k, int) and self.k >= 1):
-            raise ValueError(f"EpisodicConfig: k={self.k!r} must be an int >= 1")
+            raise ParameterError(f"EpisodicConfig: k={self.k!r} must be an int >= 1")
         if not (isinstance(self.capacity, int) and self.capacity >= self.k):
-            raise ValueError(f"EpisodicConfig: capacity={self.capacity!r} is below k={self.k}; use a capacity >= k")
+            raise ParameterError(f"EpisodicConfig: capacity={self.capacity!r} is below k={self.k}; use a capacity >= k")
 
 
 class EpisodicState(NamedTuple):

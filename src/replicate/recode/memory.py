@@ -126,6 +126,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from replicate.params import ParameterError
+
 EVICTION_RULES = ("inverse_square", "inverse", "smallest", "uniform")
 UPDATE_RULES = ("sequential", "parallel")  # RecodeConfig.update: how a batch updates the memory (see step)
 _EMPTY_SCORE = 1.0e7  # score of empty slots in the eviction ranking (exact integers in float32)
@@ -181,7 +183,7 @@ class RecodeConfig:
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
             if not cond:
-                raise ValueError(f"RecodeConfig: {msg}")
+                raise ParameterError(f"RecodeConfig: {msg}")
 
         for name in ("memory_size", "k", "redistribute_neighbours"):
             v = getattr(self, name)

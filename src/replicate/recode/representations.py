@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from replicate.nn.mlp import MLP
+from replicate.params import ParameterError
 
 
 class TrainState(NamedTuple):
@@ -62,7 +63,7 @@ class APConfig:
 
     def __post_init__(self) -> None:
         if self.n_actions < 2 or self.obs_dim < 1 or self.embed_dim < 1:
-            raise ValueError(f"APConfig: need n_actions >= 2, obs_dim >= 1 and embed_dim >= 1, got {self}")
+            raise ParameterError(f"APConfig: need n_actions >= 2, obs_dim >= 1 and embed_dim >= 1, got {self}")
 
 
 class APModel(nn.Module):
@@ -142,11 +143,11 @@ class CASMConfig:
 
     def __post_init__(self) -> None:
         if self.model_dim % self.n_heads:
-            raise ValueError(f"CASMConfig: model_dim={self.model_dim} must be divisible by n_heads={self.n_heads}")
+            raise ParameterError(f"CASMConfig: model_dim={self.model_dim} must be divisible by n_heads={self.n_heads}")
         if not 0 < self.p_mask_action <= 1:
-            raise ValueError(f"CASMConfig: p_mask_action={self.p_mask_action} must be in (0, 1]")
+            raise ParameterError(f"CASMConfig: p_mask_action={self.p_mask_action} must be in (0, 1]")
         if self.seq_len < 2 or self.n_masks < 1 or self.n_actions < 2:
-            raise ValueError(f"CASMConfig: need seq_len >= 2, n_masks >= 1, n_actions >= 2, got {self}")
+            raise ParameterError(f"CASMConfig: need seq_len >= 2, n_masks >= 1, n_actions >= 2, got {self}")
 
 
 class _Block(nn.Module):
