@@ -27,7 +27,9 @@ def _run_both(cfg, xs, seed=0):
         nz = memory.draw_noise(cfg, sk, 1)
         st, out = memory.checked_step(cfg, st, xs[t : t + 1], noise=nz)
         r, c, ins, slot = ref.step(xs[t].astype(np.float64), float(nz.u[0]), np.asarray(nz.g, np.float64))
-        outs.append((float(out.reward[0]), r, float(out.count[0]), c, bool(out.inserted[0]), ins, int(out.slot[0]), slot))
+        outs.append(
+            (float(out.reward[0]), r, float(out.count[0]), c, bool(out.inserted[0]), ins, int(out.slot[0]), slot)
+        )
     return st, ref, outs
 
 
@@ -101,6 +103,7 @@ def test_batched_memory_agrees_statistically_with_sequential_reference():
     assert np.mean(rewards_b[late]) == pytest.approx(np.mean(rewards_s[late]), rel=0.15)
     assert ins_b == pytest.approx(ins_s, rel=0.25)
     assert float(st.dm2) == pytest.approx(ref.dm2, rel=0.25)
+
     # the count mass sits in the same places: mass per quadrant of the first two coordinates
     def quadrant_mass(atoms, counts):
         q = (atoms[:, 0] > 0).astype(int) * 2 + (atoms[:, 1] > 0).astype(int)
@@ -125,9 +128,9 @@ def test_cluster_counts_track_discounted_visits():
         lab = rng.choice(4, size=B, p=probs)
         e = centres[lab] + rng.normal(size=(B, 2)).astype(np.float32) * 0.3
         st, _ = memory.checked_step(cfg, st, e, jax.random.PRNGKey(100 + t))
-        for l in lab:  # sequential discount, matching the per-embedding rule
+        for label in lab:  # sequential discount, matching the per-embedding rule
             true = true * gamma
-            true[l] += 1
+            true[label] += 1
     atoms = np.asarray(st.atoms)[np.asarray(st.filled)]
     counts = np.asarray(st.counts)[np.asarray(st.filled)]
     owner = np.argmin(((atoms[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
@@ -138,7 +141,9 @@ def test_cluster_counts_track_discounted_visits():
 def test_simultaneous_new_points_create_one_atom_not_many():
     cfg = memory.RecodeConfig(memory_size=16, k=2, eta=1.0, kappa=1.0, tau=0.1)
     st = memory.init(cfg, 2)
-    st, _ = memory.checked_step(cfg, st, np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32), jax.random.PRNGKey(0))
+    st, _ = memory.checked_step(
+        cfg, st, np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32), jax.random.PRNGKey(0)
+    )
     far = np.array([[50.0, 50.0]], np.float32) + np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32) * 1e-3
     st2, out = memory.checked_step(cfg, st, far, jax.random.PRNGKey(1))
     assert int(out.inserted.sum()) == 1  # the other 7 merge into the atom created by the first
@@ -186,7 +191,12 @@ def test_smallest_k_matches_top_k_on_wide_rows():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"memory_size": 4, "k": 10}, "below k"), ({"k": 0}, "k=0"), ({"eviction": "lru"}, "eviction"), ({"gamma": 1.5}, "gamma")],
+    [
+        ({"memory_size": 4, "k": 10}, "below k"),
+        ({"k": 0}, "k=0"),
+        ({"eviction": "lru"}, "eviction"),
+        ({"gamma": 1.5}, "gamma"),
+    ],
 )
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -226,7 +236,9 @@ def test_blocked_query_equals_dense_sum_over_all_atoms(dm2):
     )
     e = jnp.asarray(rng.normal(size=(16, 4)).astype(np.float32))
     knn_d2, knn_idx, count = jax.jit(lambda s, x: memory.query(cfg, s, x))(st, e)
-    d2 = np.where(np.asarray(st.filled)[None], ((np.asarray(e)[:, None, :] - np.asarray(st.atoms)[None]) ** 2).sum(-1), np.inf)
+    d2 = np.where(
+        np.asarray(st.filled)[None], ((np.asarray(e)[:, None, :] - np.asarray(st.atoms)[None]) ** 2).sum(-1), np.inf
+    )
     k = cfg.epsilon / (cfg.epsilon + d2 / dm2) * (d2 < dm2)
     np.testing.assert_allclose(np.asarray(count), (k * (1 + np.asarray(st.counts))[None]).sum(1), rtol=1e-3, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(knn_idx), np.argsort(d2, axis=1, kind="stable")[:, :3])
@@ -249,8 +261,13 @@ def test_large_memory_paths_equal_reference():
     rng = np.random.default_rng(5)
     atoms = rng.normal(size=(M, d)).astype(np.float32)
     counts = rng.exponential(2.0, size=M).astype(np.float32)
-    st = memory.init(cfg, d)._replace(atoms=jnp.asarray(atoms), counts=jnp.asarray(counts), filled=jnp.ones(M, bool),
-                                  dm2=jnp.float32(1.0), dm2_ready=jnp.bool_(True))
+    st = memory.init(cfg, d)._replace(
+        atoms=jnp.asarray(atoms),
+        counts=jnp.asarray(counts),
+        filled=jnp.ones(M, bool),
+        dm2=jnp.float32(1.0),
+        dm2_ready=jnp.bool_(True),
+    )
     ref = ReferenceMemory(cfg, d)
     ref.atoms[:], ref.counts[:], ref.filled[:] = atoms, counts, True
     ref.dm2, ref.dm2_ready = 1.0, True
@@ -288,7 +305,9 @@ def test_pure_step_runs_inside_jit_and_scan_and_equals_the_checked_step():
     np.testing.assert_array_equal(np.asarray(st.atoms), np.asarray(st_scan.atoms))
     np.testing.assert_array_equal(np.asarray(out.reward), np.asarray(out_scan.reward[-1]))
     upd = jax.jit(lambda s: memory.update(cfg, s, xs[0], noises[0]))(memory.init(cfg, 3))
-    np.testing.assert_array_equal(np.asarray(upd.atoms), np.asarray(memory.checked_update(cfg, memory.init(cfg, 3), xs[0], noise=noises[0]).atoms))
+    np.testing.assert_array_equal(
+        np.asarray(upd.atoms), np.asarray(memory.checked_update(cfg, memory.init(cfg, 3), xs[0], noise=noises[0]).atoms)
+    )
     r, n = jax.jit(lambda s, e: memory.reward(cfg, s, e))(st, xs[0])
     r2, n2 = memory.checked_reward(cfg, st, np.asarray(xs[0]))
     np.testing.assert_array_equal(np.asarray(r), np.asarray(r2))
