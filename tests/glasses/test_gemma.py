@@ -203,3 +203,171 @@ def test_bucket_length():
     assert [gemma.bucket_length(n) for n in (1, 16, 17, 64, 65)] == [16, 16, 32, 64, 128]
     with pytest.raises(ValueError):
         gemma.bucket_length(0)
+
+
+# ----------------------------------------------------------------------------- attention kernels
+
+# Small shapes with the real structure (grouped heads, a window of several blocks); the real Gemma
+# geometry (window 512, block 128, 4 heads on 1 key/value head of dim 256) separately below.
+SMALL = gemma_weights.Gemma3Config(n_heads=4, n_kv_heads=2, head_dim=8, sliding_window=16)
+
+
+def _qkv(cfg, seq, seed=0, dtype=jnp.float32):
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(seq, cfg.n_heads, cfg.head_dim))
+    k = rng.normal(size=(seq, cfg.n_kv_heads, cfg.head_dim))
+    v = rng.normal(size=(seq, cfg.n_kv_heads, cfg.head_dim))
+    return tuple(jnp.asarray(x, dtype) for x in (q, k, v))
+
+
+def _numpy_attention(cfg, q, k, v, window):
+    """Loop transcription of Gemma's grouped-query sliding-window attention (query head h reads key head
+    h // (H / Hkv)); returns the output (S, H*Dh) and the weights (H, S, S)."""
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    seq, group = q.shape[0], cfg.n_heads // cfg.n_kv_heads
+    out = np.zeros((seq, cfg.n_heads, cfg.head_dim))
+    probs = np.zeros((cfg.n_heads, seq, seq))
+    for h in range(cfg.n_heads):
+        for i in range(seq):
+            keys = np.arange(max(0, i - window + 1), i + 1)
+            s = k[keys, h // group] @ q[i, h] / np.sqrt(cfg.query_pre_attn_scalar)
+            p = np.exp(s - s.max())
+            probs[h, i, keys] = p / p.sum()
+            out[i, h] = probs[h, i, keys] @ v[keys, h // group]
+    return out.reshape(seq, -1), probs
+
+
+@pytest.mark.parametrize("seq", [1, 5, 12, 16, 17, 29, 40])
+def test_grouped_query_attention_matches_a_numpy_transcription(seq):
+    cfg = SMALL
+    q, k, v = _qkv(cfg, seq)
+    pos = jnp.arange(seq)
+    causal, local, _, _ = gemma.masks_and_rope(cfg, pos, pos, jnp.float32)
+    for mask, window in ((causal, seq), (local, cfg.sliding_window)):
+        out, probs = gemma.grouped_query_attention(cfg, q, k, v, mask)
+        ref_out, ref_probs = _numpy_attention(cfg, q, k, v, window)
+        np.testing.assert_allclose(np.asarray(out), ref_out, atol=2e-6)
+        np.testing.assert_allclose(np.asarray(probs), ref_probs, atol=2e-7)
+
+
+# Lengths below, at and above the window (16), below and above one block (8), and not multiples of it.
+@pytest.mark.parametrize("seq", [1, 5, 8, 12, 16, 17, 24, 29, 40, 51])
+def test_banded_attention_equals_masked_full_attention(seq):
+    cfg = SMALL
+    q, k, v = _qkv(cfg, seq, seed=seq)
+    pos = jnp.arange(seq)
+    _, local, _, _ = gemma.masks_and_rope(cfg, pos, pos, jnp.float32)
+    full_out, full_probs = gemma.grouped_query_attention(cfg, q, k, v, local)
+    out, probs = gemma.banded_attention(cfg, q, k, v, window=cfg.sliding_window, block=8)
+    assert out.shape == full_out.shape == (seq, cfg.n_heads * cfg.head_dim)
+    assert probs.shape == full_probs.shape == (cfg.n_heads, seq, seq)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(full_out), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(probs), np.asarray(full_probs), atol=1e-7)
+    # Exactly the window: the scattered weights are zero outside it and positive inside.
+    assert np.array_equal(np.asarray(probs) > 0, np.broadcast_to(np.asarray(local), probs.shape))
+    np.testing.assert_allclose(np.asarray(probs).sum(-1), 1.0, atol=1e-6)
+    ref_out, _ = _numpy_attention(cfg, q, k, v, cfg.sliding_window)
+    np.testing.assert_allclose(np.asarray(out), ref_out, atol=2e-6)
+
+
+@pytest.mark.parametrize("block", [3, 5, 16, 32])
+def test_banded_attention_any_block_size(block):
+    # Blocks that divide neither the window nor the length, one as large as the window, one larger.
+    cfg = SMALL
+    q, k, v = _qkv(cfg, 45, seed=block)
+    out, probs = gemma.banded_attention(cfg, q, k, v, window=cfg.sliding_window, block=block)
+    ref_out, ref_probs = _numpy_attention(cfg, q, k, v, cfg.sliding_window)
+    np.testing.assert_allclose(np.asarray(out), ref_out, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(probs), ref_probs, atol=2e-7)
+
+
+@pytest.mark.parametrize("seq", [300, 512, 700, 1024])
+def test_banded_attention_gemma_geometry(seq):
+    # Gemma 3 270M's shapes: window 512, block 128, 4 query heads on 1 key/value head of dim 256.
+    cfg = gemma_weights.Gemma3Config()
+    q, k, v = _qkv(cfg, seq, seed=seq)
+    pos = jnp.arange(seq)
+    _, local, _, _ = gemma.masks_and_rope(cfg, pos, pos, jnp.float32)
+    full_out, full_probs = gemma.grouped_query_attention(cfg, q, k, v, local)
+    out, probs = gemma.banded_attention(cfg, q, k, v, window=cfg.sliding_window)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(full_out), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(probs), np.asarray(full_probs), atol=1e-7)
+
+
+def test_banded_attention_bfloat16():
+    cfg = SMALL
+    q, k, v = _qkv(cfg, 37, dtype=jnp.bfloat16)
+    pos = jnp.arange(37)
+    _, local, _, _ = gemma.masks_and_rope(cfg, pos, pos, jnp.bfloat16)
+    full_out, full_probs = gemma.grouped_query_attention(cfg, q, k, v, local)
+    out, probs = gemma.banded_attention(cfg, q, k, v, window=cfg.sliding_window, block=8)
+    assert out.dtype == probs.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(full_out, np.float32), atol=2e-2)
+    np.testing.assert_allclose(np.asarray(probs, np.float32), np.asarray(full_probs, np.float32), atol=4e-3)
+
+
+def test_band_geometry():
+    n_blocks, band, mask = gemma.band_geometry(seq=40, window=16, block=8)
+    assert (n_blocks, band, mask.shape) == (5, 24, (5, 8, 24))  # ceil((8 + 15) / 8) = 3 key blocks
+    # Every query sees min(q + 1, window) keys: none is lost at the band's edges.
+    np.testing.assert_array_equal(mask.sum(-1).ravel(), np.minimum(np.arange(40) + 1, 16))
+    # A length not a multiple of the block: padded queries exist, keys past the end are never visible.
+    n_blocks, band, mask = gemma.band_geometry(seq=13, window=16, block=8)
+    assert n_blocks == 2 and mask.reshape(16, band).sum(-1)[:13].tolist() == list(range(1, 14))
+
+
+def _random_params(cfg, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def w(*shape, scale=0.3):
+        return jnp.asarray(rng.normal(scale=scale, size=(cfg.n_layers, *shape)), jnp.float32)
+
+    d, h = cfg.width, cfg.head_dim
+    layers = {
+        "wq": w(d, cfg.n_heads * h), "wk": w(d, cfg.n_kv_heads * h), "wv": w(d, cfg.n_kv_heads * h),
+        "wo": w(cfg.n_heads * h, d), "w_gate": w(d, cfg.ffn_width), "w_up": w(d, cfg.ffn_width),
+        "w_down": w(cfg.ffn_width, d), "q_norm": w(h), "k_norm": w(h), "input_norm": w(d),
+        "post_attn_norm": w(d), "pre_ffw_norm": w(d), "post_ffw_norm": w(d),
+    }  # fmt: skip
+    embed = jnp.asarray(rng.normal(size=(cfg.vocab_size, d)), jnp.float32)
+    return {"embed": embed, "layers": layers, "final_norm": jnp.asarray(rng.normal(scale=0.3, size=d), jnp.float32)}
+
+
+def _masked_reference_forward(cfg, params, emb):
+    """The forward with every layer's full (Sq, Sk) mask, one Python-level layer at a time."""
+    pos = jnp.arange(emb.shape[0])
+    causal, local, rl, rg = gemma.masks_and_rope(cfg, pos, pos, jnp.float32)
+    h, probs = emb, []
+    for layer in range(cfg.n_layers):
+        lp = jax.tree_util.tree_map(lambda a, layer=layer: a[layer], params["layers"])
+        glob = cfg.is_global(layer)
+        cos, sin = rg if glob else rl
+
+        def attn_fn(x, lp=lp, cos=cos, sin=sin, mask=causal if glob else local):
+            q, k, v = gemma.project_qkv(cfg, lp, x, cos, sin)
+            return gemma.grouped_query_attention(cfg, q, k, v, mask)
+
+        h, p = gemma.decoder_block(cfg, lp, h, attn_fn)
+        probs.append(p)
+    y = gemma.rms_norm(h, params["final_norm"], cfg.rms_eps)
+    return y @ params["embed"].T, jnp.stack(probs)
+
+
+@pytest.mark.parametrize("seq", [64, 100, 300])
+def test_forward_with_banded_local_layers_equals_masked_reference(seq):
+    # A tiny random Gemma 3 (window 100, one global layer in three): beyond the window the jitted forward
+    # switches local layers to banded attention (the global layer stays full); logits and attention
+    # weights must equal a layer-by-layer forward with explicit masks, below, at and above the window
+    # (300: three query blocks of 128, the last one padded).
+    cfg = gemma_weights.Gemma3Config(
+        vocab_size=50, width=16, n_layers=3, n_heads=2, n_kv_heads=1, head_dim=8, ffn_width=24,
+        sliding_window=100, sliding_window_pattern=3, query_pre_attn_scalar=8.0,
+    )  # fmt: skip
+    params = _random_params(cfg)
+    emb = jnp.asarray(np.random.default_rng(seq).normal(size=(seq, cfg.width)), jnp.float32)
+    logits, hidden, probs = gemma.forward_embeddings(params, emb, jnp.int32(seq), cfg=cfg)
+    ref_logits, ref_probs = _masked_reference_forward(cfg, params, emb)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(ref_logits), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(probs), np.asarray(ref_probs), atol=1e-6)
+    if seq > cfg.sliding_window:  # the local layers really dropped the keys beyond their window
+        assert float(probs[0, :, -1, 0].max()) == 0.0 and float(probs[2, :, -1, 0].min()) > 0.0

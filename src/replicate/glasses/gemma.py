@@ -49,6 +49,7 @@ from replicate.glasses import gemma_weights
 from replicate.glasses.gemma_weights import Gemma3Config
 
 MIN_BUCKET = 16
+ATTENTION_BLOCK = 128  # query block of the local layers' banded attention (a divisor of every bucket >= 128)
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,20 +100,107 @@ def project_qkv(cfg: Gemma3Config, lp, x, cos, sin):
     return q, k, v
 
 
-def grouped_query_attention(cfg: Gemma3Config, q, k, v, mask):
-    """Grouped-query attention. q (Sq, H, Dh); k, v (Sk, Hkv, Dh); mask (Sq, Sk) bool.
+def softmax_attention(q, k, v, mask, scale):
+    """Masked softmax attention of ``G`` query heads sharing one key/value head, over leading batch axes.
 
-    Returns the output (Sq, H*Dh) and the attention weights (H, Sq, Sk).
+    q (..., Sq, G, Dh); k, v (..., Sk, Dh); mask (..., Sq, Sk) bool, broadcast over the G heads. The
+    scores are one plain matmul ``(Sq*G, Dh) @ (Dh, Sk)`` per batch entry (the G heads stacked under
+    each query row, no transposes); scaled in the input dtype, masked and softmaxed in float32.
+    Returns the output (..., Sq, G, Dh) and the weights (..., Sq, G, Sk), both in q's dtype.
+    """
+    *batch, sq, group, dh = q.shape
+    sk = k.shape[-2]
+    scores = jnp.einsum("...qd,...sd->...qs", q.reshape(*batch, sq * group, dh), k) * jnp.asarray(scale, q.dtype)
+    scores = scores.astype(jnp.float32).reshape(*batch, sq, group, sk)
+    scores = jnp.where(mask[..., :, None, :], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+    out = jnp.einsum("...qs,...sd->...qd", probs.reshape(*batch, sq * group, sk), v)
+    return out.reshape(*batch, sq, group, dh), probs
+
+
+def grouped_query_attention(cfg: Gemma3Config, q, k, v, mask):
+    """Grouped-query attention with an explicit mask. q (Sq, H, Dh); k, v (Sk, Hkv, Dh); mask (Sq, Sk) bool.
+
+    Returns the output (Sq, H*Dh) and the attention weights (H, Sq, Sk). Every score is computed, so
+    the cost is Sq * Sk per head: the global layers' attention, and the local layers' where the
+    sequence fits in the window (see :func:`banded_attention` for longer ones).
     """
     sq = q.shape[0]
     group = cfg.n_heads // cfg.n_kv_heads
-    qg = q.reshape(sq, cfg.n_kv_heads, group, cfg.head_dim)
-    scores = jnp.einsum("qkgd,skd->kgqs", qg, k) * jnp.asarray(cfg.query_pre_attn_scalar**-0.5, q.dtype)
-    scores = scores.astype(jnp.float32)
-    scores = jnp.where(mask[None, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-    out = jnp.einsum("kgqs,skd->qkgd", probs, v).reshape(sq, cfg.n_heads * cfg.head_dim)
-    return out, probs.reshape(cfg.n_heads, sq, -1)
+    qg = q.reshape(sq, cfg.n_kv_heads, group, cfg.head_dim).transpose(1, 0, 2, 3)  # (Hkv, Sq, G, Dh)
+    out, probs = softmax_attention(
+        qg, k.transpose(1, 0, 2), v.transpose(1, 0, 2), mask[None], cfg.query_pre_attn_scalar**-0.5
+    )
+    out = out.transpose(1, 0, 2, 3).reshape(sq, cfg.n_heads * cfg.head_dim)
+    return out, probs.transpose(0, 2, 1, 3).reshape(cfg.n_heads, sq, -1)
+
+
+def band_geometry(seq: int, window: int, block: int) -> tuple[int, int, np.ndarray]:
+    """Static layout of :func:`banded_attention` for ``seq`` queries: (query blocks, band width, band mask).
+
+    Query block i holds positions ``[i*block, (i+1)*block)``; its keys are the ``band = k*block``
+    positions ``[(i+1)*block - band, (i+1)*block)``, the fewest whole blocks covering every key any of
+    its queries may see (``q - window < key <= q``), i.e. ``k = ceil((block + window - 1) / block)``.
+    The mask (blocks, block, band) is True where the key is visible from the query and lies in
+    ``[0, seq)`` (the band reaches before position 0 in the first blocks and past ``seq`` in the last).
+    """
+    n_blocks = -(-seq // block)
+    band = -(-(block + window - 1) // block) * block
+    q_pos = np.arange(n_blocks)[:, None, None] * block + np.arange(block)[None, :, None]
+    k_pos = (np.arange(n_blocks)[:, None, None] + 1) * block - band + np.arange(band)[None, None, :]
+    mask = (q_pos >= k_pos) & (q_pos - k_pos < window) & (k_pos >= 0) & (k_pos < seq)
+    return n_blocks, band, mask
+
+
+def band_to_full(band_probs: jax.Array, seq: int, block: int) -> jax.Array:
+    """Scatter banded weights (..., blocks, block, band) into full (..., blocks * block, seq) rows.
+
+    Row a of block i holds keys ``(i+1)*block - band + c``; shifting row i by ``i*block`` is a pad,
+    flatten and reshape (the skew trick): with rows padded to ``width + block`` and re-read in rows of
+    ``width``, entry (i, c) lands at column ``i*block + c``. Keys outside ``[0, seq)`` are dropped.
+    """
+    *lead, n_blocks, _, band = band_probs.shape
+    width = n_blocks * block + band - block  # key coordinates shifted by the band's reach before 0
+    x = jnp.moveaxis(band_probs, -2, -3)  # (..., block, blocks, band)
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width + block - band)])
+    x = x.reshape(*x.shape[:-2], n_blocks * (width + block))[..., : n_blocks * width]
+    x = x.reshape(*x.shape[:-1], n_blocks, width)[..., band - block : band - block + seq]
+    return jnp.moveaxis(x, -3, -2).reshape(*lead, n_blocks * block, seq)
+
+
+def banded_attention(cfg: Gemma3Config, q, k, v, *, window: int, block: int = ATTENTION_BLOCK):
+    """Sliding-window grouped-query attention computing only the band: key j visible from query i iff
+    ``i - window < j <= i``.
+
+    Equal to :func:`grouped_query_attention` with the sliding-window mask, at a cost of
+    ``seq * band`` scores per head instead of ``seq**2`` (``band`` = 640 for window 512, block 128):
+    queries go in blocks of ``block``, and each block meets only the key blocks its window intersects
+    (:func:`band_geometry`), gathered by static slicing of the zero-padded keys. Static shapes, any
+    ``seq`` (padded to whole blocks). q (S, H, Dh); k, v (S, Hkv, Dh). Returns the output (S, H*Dh)
+    and the weights (H, S, S) scattered back to full rows (computed only if used).
+    """
+    seq = q.shape[0]
+    group = cfg.n_heads // cfg.n_kv_heads
+    n_blocks, band, mask = band_geometry(seq, window, block)
+    padded = n_blocks * block
+    n_key_blocks = n_blocks + band // block - 1
+
+    def key_bands(x):  # (S, Hkv, Dh) -> (Hkv, blocks, band, Dh)
+        x = jnp.pad(x, ((band - block, padded - seq), (0, 0), (0, 0))).transpose(1, 0, 2)
+        x = x.reshape(cfg.n_kv_heads, n_key_blocks, block, cfg.head_dim)
+        return jnp.concatenate([x[:, o : o + n_blocks] for o in range(band // block)], axis=2)
+
+    qb = jnp.pad(q, ((0, padded - seq), (0, 0), (0, 0))).reshape(n_blocks, block, cfg.n_kv_heads, group, cfg.head_dim)
+    out, probs = softmax_attention(
+        qb.transpose(2, 0, 1, 3, 4),
+        key_bands(k),
+        key_bands(v),
+        jnp.asarray(mask)[None],
+        cfg.query_pre_attn_scalar**-0.5,
+    )  # out (Hkv, blocks, block, G, Dh); probs (Hkv, blocks, block, G, band)
+    out = out.transpose(1, 2, 0, 3, 4).reshape(padded, cfg.n_heads * cfg.head_dim)[:seq]
+    probs = band_to_full(probs.transpose(0, 3, 1, 2, 4), seq, block)  # (Hkv, G, padded, seq)
+    return out, probs.reshape(cfg.n_heads, padded, seq)[:, :seq]
 
 
 def geglu_mlp(lp, x):
@@ -153,21 +241,34 @@ def forward_embeddings(params, emb, length, *, cfg: Gemma3Config, attentions: bo
     hidden_states (layers + 1, seq, width); attentions (layers, heads, seq, seq) or None.
     """
     dtype = emb.dtype
-    pos = jnp.arange(emb.shape[0])
-    causal, local, rl, rg = masks_and_rope(cfg, pos, pos, dtype)
+    seq = emb.shape[0]
+    pos = jnp.arange(seq)
+    causal, _, rl, rg = masks_and_rope(cfg, pos, pos, dtype)
+    # Up to the window, the sliding window hides nothing: every layer is plain causal attention.
+    # Beyond it, local layers compute only their band and global layers the full causal scores.
+    banded = seq > cfg.sliding_window
+
+    def causal_attention(q, k, v):
+        out, probs = grouped_query_attention(cfg, q, k, v, causal)
+        return out, probs if attentions else None
+
+    def window_attention(q, k, v):
+        out, probs = banded_attention(cfg, q, k, v, window=cfg.sliding_window)
+        return out, probs if attentions else None
 
     def body(h, xs):
         lp, is_global = xs
-        mask = jnp.where(is_global, causal, local)
         cos = jnp.where(is_global, rg[0], rl[0])
         sin = jnp.where(is_global, rg[1], rl[1])
 
         def attn_fn(x):
             q, k, v = project_qkv(cfg, lp, x, cos, sin)
-            return grouped_query_attention(cfg, q, k, v, mask)
+            if not banded:
+                return causal_attention(q, k, v)
+            return jax.lax.cond(is_global, causal_attention, window_attention, q, k, v)
 
         h, probs = decoder_block(cfg, lp, h, attn_fn)
-        return h, (h, probs if attentions else None)
+        return h, (h, probs)
 
     h, (hs, probs) = jax.lax.scan(body, emb, (params["layers"], global_layer_flags(cfg)))
     y = rms_norm(h, params["final_norm"], cfg.rms_eps)
