@@ -48,3 +48,12 @@ def test_config_validation():
     with pytest.raises(ParameterError, match="Algorithm 1"):
         toy_density.run(toy_density.ToyConfig(rounds=2), memory.RecodeConfig(memory_size=16, discount_per="call"),
                         jax.random.PRNGKey(0))
+
+
+def test_verdict_rule():
+    assert toy_density.verdict({1.0: 3.9, 0.999: 4.6, 0.99: 5.3}, history=3.85) == "reproduced"
+    assert toy_density.verdict({1.0: 3.0, 0.999: 4.6, 0.99: 5.3}, history=3.85) == "partly"  # gamma=1 off history
+    assert toy_density.verdict({1.0: 3.9, 0.999: 5.6, 0.99: 5.3}, history=3.85) == "partly"  # not monotone
+    assert toy_density.verdict({1.0: 5.0, 0.99: 4.0}, history=3.85) == "not reproduced at this scale"
+    with pytest.raises(ValueError):
+        toy_density.verdict({1.0: 3.9}, history=3.85)

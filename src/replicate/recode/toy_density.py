@@ -91,3 +91,22 @@ def history_mean(toy: ToyConfig) -> float:
     """Expected per-coordinate mean of all points ever drawn: the gamma = 1 limit, ``mean_t (1 + sqrt t) / 2``."""
     t = np.arange(toy.rounds)
     return float(np.mean((1.0 + np.sqrt(t)) / 2.0))
+
+
+def verdict(means: dict[float, float], history: float, rel_tol: float = 0.15) -> str:
+    """Label of the Fig. 1 claim from the count-weighted mean coordinate per gamma.
+
+    reproduced: the mean rises strictly as gamma falls (towards the last square's centre) and, where gamma = 1
+    is among the settings, its mean is within ``rel_tol`` of the history's mean (:func:`history_mean`);
+    partly: only the smallest gamma's mean exceeds the largest gamma's; otherwise not reproduced.
+    """
+    from replicate import verdicts
+
+    if len(means) < 2:
+        raise ValueError("the Fig. 1 claim compares at least two gammas")
+    order = [means[g] for g in sorted(means, reverse=True)]  # gamma falling
+    monotone = all(b > a for a, b in zip(order, order[1:]))
+    history_ok = 1.0 not in means or abs(means[1.0] - history) <= rel_tol * history
+    if monotone and history_ok:
+        return verdicts.REPRODUCED
+    return verdicts.PARTLY if order[-1] > order[0] else verdicts.NOT_REPRODUCED
