@@ -1,8 +1,10 @@
 """RECODE's Atari agent (notebook 13): PPO with an exploration bonus (RECODE, RND or none) on ALE games.
 
 PPO with the Nature-CNN torso (:class:`replicate.nn.actor_critic.NatureActorCritic`: Mnih et al. 2015) shared
-by the policy and two value heads (extrinsic / intrinsic, RND). The environments (:mod:`replicate.rl.atari`)
-step in Python; actions come from a jitted ``act``; after every rollout one jitted ``update`` computes the
+by the policy and two value heads (extrinsic / intrinsic, RND). The environments (:mod:`replicate.rl.atari`; by
+default EnvPool's C++ pool, :class:`~replicate.rl.atari.PoolAtari`, ``RunConfig.atari.backend`` chooses) are
+stepped by :func:`replicate.rl.atari.collect`, a loop over time steps that overlaps one group of emulators with
+the jitted ``act`` (one PRNG key per environment) on another; after every rollout one jitted ``update`` computes the
 bonus (:mod:`replicate.recode.bonus`: RECODE, RND, none), normalises it
 (:func:`replicate.rl.ppo.normalise_intrinsic`), runs GAE (:func:`replicate.rl.ppo.gae`) on both streams and
 the PPO epochs (:func:`replicate.rl.ppo.learn`). The bonuses see the newest frame of the (true next)
@@ -63,6 +65,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.embedding not in bonus.EMBEDDINGS:
             raise ParameterError(f"RunConfig: embedding={self.embedding!r}; choose one of {bonus.EMBEDDINGS}")
+        self.atari.check_num_envs(self.num_envs)
 
     def ppo_config(self) -> ppo.PPOConfig:
         batch = self.num_envs * self.num_steps
@@ -75,32 +78,42 @@ class RunConfig:
                                  recode=agents.recode_config(self.memory_size, self.recode_gamma))
 
 
-def make_agent(cfg: ppo.PPOConfig, n_actions: int, agent_bonus, bonus_env_desc) -> tuple[Callable, Callable, Callable]:
-    """``init(key, obs) -> state``, ``act(params, obs, key)`` and ``update(state, traj, key)``, jitted."""
+def make_agent(cfg: ppo.PPOConfig, n_actions: int, agent_bonus, bonus_env_desc, *,
+               channels_first: bool = False) -> tuple[Callable, Callable, Callable]:
+    """``init(key, obs) -> state``, ``act(params, obs, keys)`` and ``update(state, traj, key)``, jitted.
+
+    ``act`` draws each environment's action with its own key (``keys``: one per row of ``obs``, see
+    :func:`replicate.rl.atari.env_keys`). ``channels_first``: observations come as ``(..., stack, 84, 84)``
+    (EnvPool's layout, :attr:`replicate.rl.atari.PoolAtari.channels_first`) and are transposed inside the jitted
+    functions to the network's ``(..., 84, 84, stack)``."""
     net = actor_critic.NatureActorCritic(n_actions)
     tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate, eps=cfg.adam_eps))
     int_coef = cfg.int_coef if agent_bonus is not None else 0.0
     int_weight = 1.0 if agent_bonus is not None else 0.0
 
+    def layout(obs):
+        return jnp.moveaxis(jnp.asarray(obs), -3, -1) if channels_first else jnp.asarray(obs)
+
     def init(key, obs):
         k_net, k_bonus = jax.random.split(key)
-        params = net.init(k_net, jnp.asarray(obs[:1]))
+        params = net.init(k_net, layout(obs[:1]))
         return {"params": params, "opt_state": tx.init(params),
                 "bonus": agent_bonus.init(k_bonus, bonus_env_desc) if agent_bonus is not None else (),
                 "int_norm": ppo.int_norm_init(cfg.num_envs)}
 
     @jax.jit
-    def act(params, obs, key):
-        logits, v_ext, v_int = net.apply(params, obs)
-        action = jax.random.categorical(key, logits)
+    def act(params, obs, keys):
+        logits, v_ext, v_int = net.apply(params, layout(obs))
+        action = jax.vmap(jax.random.categorical)(keys, logits)
         logp, _ = ppo.categorical_logp_entropy(logits, action)
         return action, logp, v_ext, v_int
 
     @jax.jit
     def update(state, traj, key):
-        """``traj``: obs (T, E, 84, 84, S) uint8, next_frame (T, E, 84, 84) uint8, action, logp, v_ext,
-        v_int, reward (clipped), done, first (T, E); last_obs (E, 84, 84, S)."""
+        """``traj``: obs (T, E, 84, 84, S) uint8 (or (T, E, S, 84, 84) with ``channels_first``), next_frame
+        (T, E, 84, 84) uint8, action, logp, v_ext, v_int, reward (clipped), done, first (T, E); last_obs (E, ...)."""
         k_bonus, k_perm = jax.random.split(key)
+        traj = {**traj, "obs": layout(traj["obs"]), "last_obs": layout(traj["last_obs"])}
         _, last_v_ext, last_v_int = net.apply(state["params"], traj["last_obs"])
         if agent_bonus is not None:
             ro = ppo.Rollout(bonus_features(traj["obs"][..., -1]), traj["action"], traj["logp"], traj["v_ext"],
@@ -133,15 +146,17 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
     episode score so far), ``score_mean`` (mean score of episodes that ended in the update, NaN if none),
     ``episodes``, ``r_int_raw``, ``return_running`` (mean over the environments of the unclipped score of their
     unfinished episodes; informative where episodes outlast the budget, e.g. Pitfall!); plus the set of
-    ``visited_rooms``, ``wall_s`` and ``compile_s``.
+    ``visited_rooms``, ``wall_s``, ``compile_s`` and the split of ``wall_s`` into ``collect_s`` (rollouts:
+    environments + jitted act) and ``update_s`` (the jitted updates, the first one's compilation included), and
+    the ``backend`` of the environments.
     """
     if method not in METHODS:
         raise ParameterError(f"Atari method {method!r}: choose one of {METHODS}")
     cfg = run.ppo_config()
-    vec = atari.VecAtari(run.atari, run.num_envs, seed)
+    vec = atari.make_vec(run.atari, run.num_envs, seed)
     benv = bonus_env(vec.n_actions, run.atari.size, run.atari.game)
     agent_bonus = bonus.make_bonus(method, benv, run.num_envs, run.bonus_config())
-    init, act, update = make_agent(cfg, vec.n_actions, agent_bonus, benv)
+    init, act, update = make_agent(cfg, vec.n_actions, agent_bonus, benv, channels_first=vec.channels_first)
     key = jax.random.PRNGKey(seed)
     key, k_init = jax.random.split(key)
     obs = vec.reset()
@@ -155,14 +170,16 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
     }
     best, n_eps = -np.inf, 0
     t0 = time.perf_counter()
-    compile_s = 0.0
+    compile_s = collect_s = update_s = 0.0
     for u in range(cfg.num_updates):
+        tc = time.perf_counter()
         traj, obs, first, key = atari.collect(vec, act, state["params"], obs, first, key, cfg.num_steps, visited, stats)
         traj["last_obs"] = obs
         key, k_up = jax.random.split(key)
         tu = time.perf_counter()
         state, info = update(state, traj, k_up)
         info = jax.device_get(info)
+        collect_s, update_s = collect_s + tu - tc, update_s + time.perf_counter() - tu
         if u == 0:
             compile_s = time.perf_counter() - tu
         ended = stats["returns"]
@@ -190,6 +207,9 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
         visited_rooms=sorted(visited),
         wall_s=time.perf_counter() - t0,
         compile_s=compile_s,
+        collect_s=collect_s,
+        update_s=update_s,
+        backend=run.atari.backend,
         n_actions=vec.n_actions,
         agent_steps=cfg.num_updates * cfg.batch_size,
     )
