@@ -5,8 +5,10 @@
 Times one jitted ``lax.scan`` chunk of ``--steps`` updates (``replicate.pac.train.make_train_fn``) on
 synthetic data with our dm_control shapes (24 observation dims, 6 action dims, 2 tasks) for PAC
 (alpha 0.75, critic on, M sampled actions) and the BC baseline (alpha 1, no critic; the same compiled
-step type but BC-only: encoder + policy decoder, no critic or target passes). Reports samples/s, input tokens/s, model TFLOP/s (3 x forward FLOPs of the online network,
-``perceiver.flops_per_sample``) and, with ``--peak-tflops`` (the accelerator's dense peak), MFU.
+step type but BC-only: encoder + policy decoder, no critic or target passes). Reports samples/s, input
+tokens/s, model TFLOP/s (each method's training FLOPs per sample, ``perceiver.train_flops_per_sample``:
+PAC's target-network and sampled-action critic passes included) and, with ``--peak-tflops`` (the
+accelerator's dense peak), MFU.
 Writes ``benchmarks/results/pac_train_step.{json,md}``.
 """
 
@@ -21,7 +23,7 @@ import numpy as np
 from replicate.benchmarking import time_call, write_results
 from replicate.pac import train
 from replicate.pac.losses import PACConfig
-from replicate.pac.perceiver import SIZES, flops_per_sample, make_config, param_count
+from replicate.pac.perceiver import SIZES, make_config, param_count, train_flops_per_sample
 
 
 def synthetic_data(n: int = 4096, obs: int = 24, act: int = 6, seed: int = 0):
@@ -44,20 +46,24 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=8, help="M: sampled actions per state")
     ap.add_argument("--action-bins", type=int, default=21)
     ap.add_argument("--note", default="", help="appended to the notes (e.g. machine load)")
-    ap.add_argument("--peak-tflops", type=float, default=0.0, help="accelerator dense peak (bf16/fp32) for MFU; 0: omit")
+    ap.add_argument("--peak-tflops", type=float, default=0.0,
+                    help="accelerator dense peak (bf16/fp32) for MFU; 0: omit")
     args = ap.parse_args(argv)
     data = synthetic_data()
     pac = PACConfig(num_policy_samples=args.samples)
     tc = train.TrainConfig(batch_size=args.batch)
     rows = []
     for size in args.sizes:
-        net = make_config(size, obs_dim=24, action_dim=6, num_tasks=2, num_action_bins=args.action_bins, num_value_bins=51)
+        net = make_config(size, obs_dim=24, action_dim=6, num_tasks=2, num_action_bins=args.action_bins,
+                          num_value_bins=51)
         model, state = train.init_state(net, pac, tc, jax.random.PRNGKey(0))
-        fns = {"BC (baseline)": train.make_train_fn(model, pac, tc, args.steps, bc_only=True), "PAC": train.make_train_fn(model, pac, tc, args.steps)}
+        fns = {"BC (baseline)": train.make_train_fn(model, pac, tc, args.steps, bc_only=True),
+               "PAC": train.make_train_fn(model, pac, tc, args.steps)}
         key = jax.random.PRNGKey(1)
-        f_model = 3.0 * flops_per_sample(net, 0)
         for method, (alpha, cw) in {"BC (baseline)": (1.0, 0.0), "PAC": (0.75, 1.0)}.items():
-            t = time_call(lambda f=fns[method], a=alpha, c=cw: f(state, data, key, a, c)[0].params, repeats=3, warmup=1, min_time_s=0.5)
+            f_model = train_flops_per_sample(net, pac, method.split()[0])
+            t = time_call(lambda f=fns[method], a=alpha, c=cw: f(state, data, key, a, c)[0].params, repeats=3,
+                          warmup=1, min_time_s=0.5)
             per_step = t["median_s"] / args.steps
             sps = args.batch / per_step
             row = {"size": size, "params": param_count(state.params), "method": method, "batch": args.batch,
@@ -69,10 +75,12 @@ def main(argv=None):
             print(row, flush=True)
     notes = (f"One jitted lax.scan of {args.steps} updates, batch {args.batch}, M={args.samples} sampled actions, "
              f"{args.action_bins} action bins; synthetic data with our dm_control shapes (obs 24, act 6, 2 tasks). "
-             "Model FLOPs = 3 x forward FLOPs of the online network per sample (PAC's extra target-network "
-             "passes and sampled-action critic passes are not counted, so PAC's useful-FLOP rate is a lower bound). "
+             "Model FLOPs = each method's training FLOPs per sample (perceiver.train_flops_per_sample: BC = 3 x "
+             "forward of encoder + policy decoder; PAC adds the critic on the data action (x3) and the target "
+             "network's forward passes, M sampled-action critic passes at s and s' included). "
              "BC is the baseline: the same network trained by plain BC (encoder + policy decoder only)." + args.note)
-    write_results("pac_train_step", rows, title="PAC training throughput per model size (samples/s, tokens/s)", notes=notes)
+    write_results("pac_train_step", rows, title="PAC training throughput per model size (samples/s, tokens/s)",
+                  notes=notes)
 
 
 if __name__ == "__main__":

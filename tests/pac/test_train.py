@@ -54,3 +54,12 @@ def test_bc_only_step_matches_alpha_one_without_critic():
     a, _ = train.make_train_fn(model, pac, tc, 2, bc_only=True)(s0, data, jax.random.PRNGKey(4), 1.0, 0.0)
     b, _ = train.make_train_fn(model, pac, tc, 2)(s0, data, jax.random.PRNGKey(4), 1.0, 0.0)
     jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), a.params, b.params)
+
+
+def test_flop_method_and_run_charge():
+    from replicate.pac import experiment
+
+    assert experiment.flop_method(*experiment.BC) == "BC"
+    assert experiment.flop_method(0.75, 1.0) == "PAC"
+    assert experiment.flop_method(1.0, 1.0) == "PAC"  # BC+Q needs the target passes for its critic
+    assert experiment.flop_method(0.5, 0.0) == "PAC"  # the improvement term samples from the target policy

@@ -18,7 +18,7 @@ import numpy as np
 
 from replicate.pac import train
 from replicate.pac.losses import PACConfig, pac_loss
-from replicate.pac.perceiver import PerceiverConfig, flops_per_sample, make_config, param_count
+from replicate.pac.perceiver import PerceiverConfig, make_config, param_count, train_flops_per_sample
 
 #: Behaviour cloning as ``(alpha, critic_weight)``: pure BC term, no critic loss (paper Sec. 3.1: alpha = 1 is BC).
 BC = (1.0, 0.0)
@@ -28,6 +28,14 @@ def methods(alpha: float) -> dict[str, tuple[float, float]]:
     """The two methods compared in notebooks 31 and 32, as ``{name: (alpha, critic_weight)}``: BC and PAC
     (BC weight ``alpha``, critic on)."""
     return {"BC": BC, "PAC": (alpha, 1.0)}
+
+
+def flop_method(alpha: float, critic_weight: float) -> str:
+    """Which method's compute an ``(alpha, critic_weight)`` run is charged
+    (:func:`replicate.pac.perceiver.train_flops_per_sample`): ``"BC"`` for :data:`BC` (no critic, no improvement
+    term: encoder and policy decoder only), ``"PAC"`` otherwise (any critic or improvement term needs the target
+    network's passes and the sampled-action critic passes)."""
+    return "BC" if (float(alpha), float(critic_weight)) == BC else "PAC"
 
 
 def network_config(merged: Mapping[str, np.ndarray], size: str, num_action_bins: int, num_value_bins: int,
@@ -69,7 +77,7 @@ def run(
     row: dict[str, Any] = {
         "alpha": alpha, "critic_weight": critic_weight, "seed": seed, "steps": steps,
         "params": param_count(state.params), "train_seconds": seconds,
-        "train_flops": 3.0 * flops_per_sample(net, pac.num_policy_samples) * tc.batch_size * steps,
+        "train_flops": train_flops_per_sample(net, pac, flop_method(alpha, critic_weight)) * tc.batch_size * steps,
         "bc_nll_start": float(metrics["bc_nll"][:tail].mean()), "bc_nll_end": float(metrics["bc_nll"][-tail:].mean()),
         "critic_loss_end": float(metrics["critic_loss"][-tail:].mean()),
         "finite": bool(all(np.isfinite(v).all() for v in metrics.values())),

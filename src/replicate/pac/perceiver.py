@@ -30,6 +30,21 @@ The paper's models reach about 1B parameters (abstract); its model-size table (s
 latent count and width) could not be checked here, so the ``paper_s`` preset is an approximation in
 width/depth only (not verified), and our token count is tiny anyway. The numbers of action bins and
 value atoms and the value range are likewise our choices (not verified against the paper).
+
+Parameter counts of the presets (:func:`size_table`; 24 observation dims, 6 action dims, 4 tasks, 21 action
+bins, 51 value atoms, as in notebooks 31/32 at ``cpu``; ``tests/pac`` checks this table):
+
+======== ======= ======= ===== ====== ==========
+size     d_model latents heads blocks parameters
+======== ======= ======= ===== ====== ==========
+tiny     32      4       2     1      59,560
+xs       48      8       2     2      154,632
+s        64      8       4     2      267,592
+m        128     16      4     3      1,225,928
+l        256     16      8     4      5,600,840
+xl       512     32      8     4      22,219,848
+paper_s  768     32      12    6      64,020,552
+======== ======= ======= ===== ====== ==========
 """
 
 from __future__ import annotations
@@ -106,14 +121,15 @@ class PerceiverConfig:
 
 
 #: Size presets: (d_model, num_latents, num_heads, num_self_attention). ``tiny`` is for CI;
-#: ``xs``..``m`` for the CPU isoFLOP sweep; ``paper_s`` is a guess at the width/depth of the paper's
-#: smallest model (its size table could not be retrieved: not verified).
+#: ``xs``..``m`` for the CPU isoFLOP sweep; ``l``, ``xl`` for a GPU; ``paper_s`` is a guess at the width/depth of the
+#: paper's smallest model (its size table could not be retrieved: not verified).
 SIZES: dict[str, dict[str, int]] = {
     "tiny": dict(d_model=32, num_latents=4, num_heads=2, num_self_attention=1),
     "xs": dict(d_model=48, num_latents=8, num_heads=2, num_self_attention=2),
     "s": dict(d_model=64, num_latents=8, num_heads=4, num_self_attention=2),
     "m": dict(d_model=128, num_latents=16, num_heads=4, num_self_attention=3),
     "l": dict(d_model=256, num_latents=16, num_heads=8, num_self_attention=4),
+    "xl": dict(d_model=512, num_latents=32, num_heads=8, num_self_attention=4),
     "paper_s": dict(d_model=768, num_latents=32, num_heads=12, num_self_attention=6),
 }
 
@@ -262,19 +278,70 @@ def init_params(cfg: PerceiverConfig, key: Array, *, abstract: bool = False):
     return model, jax.jit(model.init)(key, *args)
 
 
-def flops_per_sample(cfg: PerceiverConfig, num_policy_samples: int = 0) -> float:
-    """Approximate forward FLOPs per sample (2 x multiply-adds of the matmuls; attention scores included).
+#: Methods whose training compute :func:`train_flops_per_sample` counts (the names of
+#: :func:`replicate.pac.experiment.methods`).
+FLOP_METHODS = ("BC", "PAC")
 
-    Used for the isoFLOP sweep (training FLOPs ~ 3 x forward, Kaplan et al. 2020 / the paper's
-    FLOP accounting). ``num_policy_samples`` extra critic-decoder passes for the sampled actions.
+
+def size_table(obs_dim: int = 24, action_dim: int = 6, num_tasks: int = 4, num_action_bins: int = 21,
+               num_value_bins: int = 51) -> list[dict[str, int | str]]:
+    """One row per preset of :data:`SIZES`: its hyper-parameters and parameter count (from the abstract shapes
+    of :func:`init_params`; no memory is allocated) for these task dimensions."""
+    rows = []
+    for size, preset in SIZES.items():
+        cfg = make_config(size, obs_dim=obs_dim, action_dim=action_dim, num_tasks=num_tasks,
+                          num_action_bins=num_action_bins, num_value_bins=num_value_bins)
+        _, params = init_params(cfg, jax.random.PRNGKey(0), abstract=True)
+        rows.append({"size": size, **preset, "params": param_count(params)})
+    return rows
+
+
+def forward_flops(cfg: PerceiverConfig) -> dict[str, float]:
+    """Forward FLOPs per sample of each part of the network: ``encoder`` (input cross-attention and the
+    latent self-attention blocks), ``policy`` (policy decoder and head) and ``critic`` (one Q-decoder pass for
+    one action: action-query embedding, cross-attention, head).
+
+    FLOPs = 2 x multiply-adds of every matrix product (projections, attention scores and weighted sums, MLPs,
+    heads, the one-hot action embedding); element-wise work (LayerNorm, softmax, GELU) is not counted.
     """
     d, n, t, a = cfg.d_model, cfg.num_latents, cfg.num_input_tokens(), cfg.action_dim
     h = cfg.mlp_ratio * d
 
-    def xattn(nq, nk):  # q, k, v, o projections + scores + weighted sum + MLP
-        return 2 * (nq * d * d * 2 + nk * d * d * 2 + 2 * nq * nk * d + 2 * nq * d * h)
+    def xattn(nq, nk):  # q, o projections (nq) + k, v projections (nk) + scores + weighted sum + MLP
+        return 2 * (2 * nq * d * d + 2 * nk * d * d + 2 * nq * nk * d + 2 * nq * d * h)
 
-    enc = xattn(n, t) + cfg.num_self_attention * xattn(n, n)
-    pol = xattn(a, n) + 2 * a * d * cfg.num_action_bins
-    qdec = xattn(1, n) + 2 * d * cfg.num_value_bins + 2 * a * d
-    return float(enc + pol + (1 + num_policy_samples) * qdec)
+    return {
+        "encoder": float(xattn(n, t) + cfg.num_self_attention * xattn(n, n)),
+        "policy": float(xattn(a, n) + 2 * a * d * cfg.num_action_bins),
+        "critic": float(2 * a * cfg.num_action_bins * d + xattn(1, n) + 2 * d * cfg.num_value_bins),
+    }
+
+
+def train_flops_per_sample(cfg: PerceiverConfig, pac_cfg: Any = None, method: str = "PAC") -> float:
+    """Training FLOPs per sample of one update of ``method``: the one count used by
+    :func:`replicate.pac.experiment.run`, notebook 32's isoFLOP budgets and ``benchmarks/pac_train_step.py``.
+
+    With ``F = forward_flops(cfg)`` and ``M = pac_cfg.num_policy_samples`` (``pac_cfg`` a
+    :class:`replicate.pac.losses.PACConfig`; needed for PAC only); forward + backward = 3 x forward
+    (Kaplan et al. 2020; our accounting, not verified as the paper's):
+
+    * ``BC``:  ``3 (F_enc + F_pol)`` (encoder and policy decoder, forward and backward).
+    * ``PAC``: ``3 (F_enc + F_pol + F_critic)`` (online network on ``s``, critic on the data action)
+      ``+ 2 (F_enc + F_pol) + 2 M F_critic`` (target network, forward only: encoder and policy on ``s`` and
+      on ``s'``, the critic for the ``M`` sampled actions at ``s`` and at ``s'``)
+      ``+ 2 V^2`` (the C51 projection of the bootstrap distribution, ``V`` value atoms).
+
+    This is what :func:`replicate.pac.losses.pac_loss` computes (checked in ``tests/pac`` against XLA's cost
+    analysis of the compiled loss and gradient).
+    """
+    if method not in FLOP_METHODS:
+        raise ParameterError(f"method={method!r} must be one of {FLOP_METHODS}")
+    f = forward_flops(cfg)
+    if method == "BC":
+        return 3.0 * (f["encoder"] + f["policy"])
+    if pac_cfg is None:
+        raise ParameterError("train_flops_per_sample(method='PAC') needs pac_cfg (for num_policy_samples)")
+    m = pac_cfg.num_policy_samples
+    online = 3.0 * (f["encoder"] + f["policy"] + f["critic"])
+    target = 2.0 * (f["encoder"] + f["policy"]) + 2.0 * m * f["critic"] + 2.0 * cfg.num_value_bins**2
+    return online + target
