@@ -38,3 +38,30 @@ def test_bonus_features_average_pool_the_newest_frame():
     env = atari_agent.bonus_env(18, 84, "pitfall")
     assert env.obs_dim == 42 * 42 and env.n_actions == 18 and env.n_states is None
     assert bonus.make_bonus("none", env, 2) is None
+
+
+def test_run_config_checks_the_env_groups():
+    with pytest.raises(ParameterError, match="multiple of groups"):
+        atari_agent.RunConfig(num_envs=3)  # EnvPool backend, two groups by default
+    assert atari_agent.RunConfig(num_envs=3, atari=atari.AtariConfig(groups=1)).num_envs == 3
+    assert atari_agent.RunConfig().atari.backend == "envpool"
+
+
+def test_act_is_layout_free_and_draws_each_env_with_its_own_key():
+    """The jitted act on EnvPool's (E, 4, 84, 84) obs equals act on the (E, 84, 84, 4) transpose, and each
+    environment's draw depends on its own key only (so the pipelined groups of atari.collect do not matter)."""
+    import jax
+
+    cfg = atari_agent.RunConfig(num_envs=4, num_steps=8).ppo_config()
+    init, act, _ = atari_agent.make_agent(cfg, 18, None, None)
+    _, act_first, _ = atari_agent.make_agent(cfg, 18, None, None, channels_first=True)
+    obs = np.random.default_rng(0).integers(0, 256, size=(4, 84, 84, 4)).astype(np.uint8)
+    params = init(jax.random.PRNGKey(0), obs)["params"]
+    keys, _ = atari.env_keys(jax.random.PRNGKey(1), 1, 4)
+    a, logp, v_ext, v_int = act(params, obs, keys[0])
+    b = act_first(params, np.moveaxis(obs, -1, 1), keys[0])
+    np.testing.assert_array_equal(a, b[0])
+    np.testing.assert_allclose(np.stack([logp, v_ext, v_int]), np.stack(b[1:]), rtol=1e-5, atol=1e-6)
+    halves = [act(params, obs[sl], keys[0, sl])[0] for sl in (slice(0, 2), slice(2, 4))]
+    np.testing.assert_array_equal(np.concatenate(halves), a)
+    assert a.shape == (4,) and logp.shape == (4,) and np.all(np.asarray(logp) <= 0)

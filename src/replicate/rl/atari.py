@@ -418,11 +418,11 @@ def make_vec(cfg: AtariConfig, num_envs: int, seed: int) -> PoolAtari | VecAtari
 # Rollouts
 
 
-def env_keys(key, num_steps: int, num_envs: int) -> tuple[np.ndarray, jax.Array]:
+def env_keys(key, num_steps: int, num_envs: int) -> tuple[np.ndarray, np.ndarray]:
     """One PRNG key per time step and environment, ``(num_steps, num_envs, 2)`` uint32 on the host (one device
     call per rollout), and the key to carry on."""
-    keys = jax.random.split(key, num_steps * num_envs + 1)
-    return np.asarray(keys[1:]).reshape(num_steps, num_envs, -1), keys[0]
+    keys = np.asarray(jax.random.split(key, num_steps * num_envs + 1))
+    return keys[1:].reshape(num_steps, num_envs, -1), keys[0]
 
 
 def collect(vec, act: Callable, params, obs, first, key, num_steps: int, visited: set, stats: dict):
@@ -438,12 +438,13 @@ def collect(vec, act: Callable, params, obs, first, key, num_steps: int, visited
     Returns (traj dict of NumPy arrays, next obs, next first, key); ``traj['obs']`` has ``vec``'s layout.
     ``visited`` gains the rooms reached; ``stats['returns']`` the unclipped scores of the episodes that ended.
     """
-    T, E, G = num_steps, vec.num_envs, vec.groups
+    T, E = num_steps, vec.num_envs
     s = vec.cfg.size
-    obs = np.array(obs, copy=True)
-    first = np.array(first, bool, copy=True)
+    slices = vec.group_slices
+    obs_g = [np.asarray(obs)[sl] for sl in slices]  # each group's current obs, as the environment returned it
+    first_g = [np.asarray(first, bool)[sl] for sl in slices]
     traj = {
-        "obs": np.zeros((T, *obs.shape), np.uint8),
+        "obs": np.zeros((T, E, *obs_g[0].shape[1:]), np.uint8),
         "next_frame": np.zeros((T, E, s, s), np.uint8),
         "action": np.zeros((T, E), np.int32),
         "logp": np.zeros((T, E), np.float32),
@@ -458,24 +459,22 @@ def collect(vec, act: Callable, params, obs, first, key, num_steps: int, visited
     newest = (slice(None), -1) if vec.channels_first else (Ellipsis, -1)
 
     def receive(g: int, t: int) -> None:  # the results of group g's step t
-        sl = vec.group_slices[g]
-        o, r, d, nxt, rm, ended = vec.recv(g)
-        obs[sl], first[sl] = o, d
+        sl = slices[g]
+        obs_g[g], r, first_g[g], nxt, rooms[t, sl], ended = vec.recv(g)
         traj["reward"][t, sl] = np.clip(r, -1.0, 1.0)
-        traj["done"][t, sl] = d
+        traj["done"][t, sl] = first_g[g]
         traj["next_frame"][t, sl] = nxt[newest]
-        rooms[t, sl] = rm
         stats["returns"].extend(ended)
 
     for t in range(T):
-        for g, sl in enumerate(vec.group_slices):
+        for g, sl in enumerate(slices):
             if t > 0:
                 receive(g, t - 1)
-            traj["obs"][t, sl], traj["first"][t, sl] = obs[sl], first[sl]
-            a, lp, ve, vi = jax.device_get(act(params, traj["obs"][t, sl], keys[t, sl]))
+            traj["obs"][t, sl], traj["first"][t, sl] = obs_g[g], first_g[g]
+            a, lp, ve, vi = jax.device_get(act(params, obs_g[g], keys[t, sl]))
+            vec.send(g, a)
             traj["action"][t, sl], traj["logp"][t, sl], traj["v_ext"][t, sl], traj["v_int"][t, sl] = a, lp, ve, vi
-            vec.send(g, traj["action"][t, sl])
-    for g in range(G):
+    for g in range(len(slices)):
         receive(g, T - 1)
     visited.update(int(x) for x in np.unique(rooms) if x >= 0)
-    return traj, obs, first, key
+    return traj, np.concatenate(obs_g), np.concatenate(first_g), key
