@@ -10,7 +10,7 @@ JAX's default backend is (a GPU when one is lent; the CPU otherwise, where ``--q
 3. the Atari agent (notebook 13's, with learning): agent steps per second and the collect/update split
    (needs ale-py or envpool; skipped otherwise);
 4. PAC: samples/s and MFU per size preset, float32 and (if the train config offers it) bfloat16 compute,
-   counting the FLOPs PAC really computes (``perceiver.train_flops_per_sample`` when present);
+   counting the FLOPs PAC really computes (``perceiver.train_flops_per_sample``);
 5. the Gemma 3 270M forward at 128 / 512 / 2048 tokens (if its weights package is installed).
 
 Each part runs under a share of ``--budget-s`` and records ``skipped: <why>`` instead of failing the whole
@@ -198,7 +198,6 @@ def pac_rows(quick: bool, deadline: float) -> list[dict]:
     sizes = ["tiny"] if quick else sorted(perceiver.SIZES, key=lambda s: perceiver.SIZES[s]["d_model"])
     fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
     dtypes = ["float32"] + (["bfloat16"] if "compute_dtype" in fields else [])
-    flops_fn = getattr(perceiver, "train_flops_per_sample", None)
     batch = 64 if quick else 1024
     pac = PACConfig()
     for size in sizes:
@@ -216,13 +215,13 @@ def pac_rows(quick: bool, deadline: float) -> list[dict]:
             t = time_call(lambda: fn(state, data, jax.random.PRNGKey(1), 0.75, 1.0)[0].params, repeats=3,
                           min_time_s=0.5)["median_s"]
             sps = steps * batch / t
-            flops = flops_fn(net, pac) if flops_fn else 3.0 * perceiver.flops_per_sample(net, pac.num_policy_samples)
+            flops = perceiver.train_flops_per_sample(net, pac, "PAC")
             peak = peak_tflops(dtype)
             mfu = sps * flops / (peak * 1e12) if peak else None
             rows.append({"part": "pac", "case": f"{size} ({perceiver.param_count(state.params):,} params), {dtype}",
                          "candidate": f"{sps:.0f} samples/s", "baseline": f"{flops / 1e6:.1f} MFLOP/sample",
                          "ratio": mfu if mfu is not None else "-",
-                         "note": "ratio = MFU" + ("" if flops_fn else " (3 x online forward FLOPs only)")})
+                         "note": "ratio = MFU (FLOPs: perceiver.train_flops_per_sample, target and sampled passes in)"})
     return rows
 
 
