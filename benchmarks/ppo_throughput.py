@@ -1,6 +1,6 @@
 """PPO throughput: environment steps per second of the jitted PPO loop vs a Python-loop PPO (CleanRL style).
 
-``python benchmarks/ppo_throughput.py [--envs 8 64] [--updates 20] [--note TEXT]``
+``python benchmarks/ppo_throughput.py [--envs 8 64] [--updates 20] [--collect-envs 8 32] [--note TEXT]``
 
 Both agents are the same algorithm and network (``replicate.rl.ppo`` with
 ``replicate.nn.actor_critic.ActorCritic`` MLP 64x64,
@@ -18,14 +18,21 @@ CartPole-v1, and both are timed after compilation:
 Reported: environment steps per second of each and their ratio, per number of parallel
 environments.
 
-**Atari** (``--atari-games``; notebook 13's agent at its ``cpu`` settings: 8 environments, rollout 64,
-2 epochs x 4 minibatches, RECODE memory 5000): agent steps per second *with learning* of
-``replicate.rl.atari`` (the Python vector environment ``VecAtari`` of ale-py emulators with the DQN
-preprocessing, the jitted Nature-CNN ``act`` every step, one jitted update per rollout: bonus + intrinsic
-normalisation + GAE + PPO epochs) for each bonus (none / RND / RECODE), timed after compilation, against
-the ceiling measured in the same run: the same ``VecAtari`` stepped with uniformly random actions and no
-agent at all (ratio agent / ceiling; 1 frame = 1/4 agent step). A second, lower-level reference: bare
-``ALEInterface.act`` on 8 emulators (4 raw frames per step, no preprocessing).
+**Atari rollout collection** (``--collect-envs``, Montezuma's Revenge): agent steps per second of
+``replicate.rl.atari.collect`` on the EnvPool backend (``PoolAtari``: two groups, one group's emulators stepping
+in C++ while the jitted Nature-CNN ``act`` draws the other group's actions; no update) and of the same with one
+group (no overlap), against EnvPool's own random-action throughput (one synchronous ``envpool.make`` of the
+same number of environments and the same protocol, uniformly random actions, no agent). The three are measured
+alternately, ``--collect-reps`` times each, medians reported (the machine is shared).
+
+**Atari agent** (``--atari-games``; notebook 13's agent at its ``cpu`` settings: 8 environments, rollout 64,
+2 epochs x 4 minibatches, RECODE memory 5000): agent steps per second *with learning* (``atari_agent``'s
+default environment, EnvPool; rollouts by ``atari.collect``; one jitted update per rollout: bonus + intrinsic
+normalisation + GAE + PPO epochs) for each bonus (none / RND / RECODE), timed after compilation, with the
+fraction of the time spent collecting (``collect_share``), against EnvPool's random-action throughput at 8
+environments measured in the same run (1 frame = 1/4 agent step). The reference rows of the ale-py backend:
+``VecAtari`` (ale-py emulators stepped from Python with the DQN preprocessing) with uniformly random actions, and
+bare ``ALEInterface.act`` on 8 emulators (4 raw frames per step, no preprocessing).
 
 Writes ``benchmarks/results/ppo_throughput.{json,md}``.
 """
@@ -153,10 +160,10 @@ def atari_agent_steps_per_s(game: str, method: str, n_updates: int, num_envs: in
         atari=atari.AtariConfig(game=game),
     )
     cfg = run.ppo_config()
-    vec = atari.VecAtari(run.atari, num_envs, seed=0)
+    vec = atari.make_vec(run.atari, num_envs, seed=0)
     benv = atari_agent.bonus_env(vec.n_actions, run.atari.size, run.atari.game)
     agent_bonus = bonus.make_bonus(method, benv, num_envs, run.bonus_config())
-    init, act, update = atari_agent.make_agent(cfg, vec.n_actions, agent_bonus, benv)
+    init, act, update = atari_agent.make_agent(cfg, vec.n_actions, agent_bonus, benv, channels_first=vec.channels_first)
     key = jax.random.PRNGKey(0)
     obs = vec.reset()
     state = init(key, obs)
@@ -179,7 +186,80 @@ def atari_agent_steps_per_s(game: str, method: str, n_updates: int, num_envs: in
         state, obs, first, key, c, u = one(state, obs, first, key)
         collect_s, update_s = collect_s + c, update_s + u
     steps = n_updates * num_steps * num_envs
-    return {"steps_per_s": steps / (collect_s + update_s), "collect_share": collect_s / (collect_s + update_s)}
+    return {"steps_per_s": steps / (collect_s + update_s), "collect_share": collect_s / (collect_s + update_s),
+            "collect_steps_per_s": steps / collect_s, "update_s": update_s / n_updates}
+
+
+def envpool_random_steps_per_s(game: str, n_steps: int, num_envs: int) -> float:
+    """EnvPool's own throughput: one synchronous pool of ``num_envs`` environments with the protocol's options,
+    uniformly random actions, no agent (the baseline of the rollout-collection rows)."""
+    import envpool
+
+    from replicate.rl import atari
+
+    cfg = atari.AtariConfig(game=game)
+    pool = envpool.make(atari.envpool_task(game), num_envs=num_envs, env_seed=list(range(num_envs)),
+                        **atari.envpool_options(cfg))
+    pool.reset()
+    actions = np.random.default_rng(0).integers(0, pool.action_space.n, (n_steps, num_envs)).astype(np.int32)
+    pool.step(actions[0])
+    t0 = time.perf_counter()
+    for t in range(n_steps):
+        pool.step(actions[t])
+    out = n_steps * num_envs / (time.perf_counter() - t0)
+    pool.close()
+    return out
+
+
+def make_collector(game: str, num_envs: int, groups: int, num_steps: int):
+    """``run()`` -> seconds for one rollout of ``num_steps`` steps: ``atari.collect`` on ``PoolAtari`` with the
+    agent's jitted act (Nature CNN, no bonus, no update), compiled before."""
+    from replicate.recode import atari_agent
+    from replicate.rl import atari
+
+    run = atari_agent.RunConfig(num_envs=num_envs, num_steps=num_steps,
+                                atari=atari.AtariConfig(game=game, groups=groups))
+    vec = atari.make_vec(run.atari, num_envs, seed=0)
+    init, act, _ = atari_agent.make_agent(run.ppo_config(), vec.n_actions, None, None, channels_first=True)
+    state = {"obs": vec.reset(), "first": np.ones(num_envs, bool), "key": jax.random.PRNGKey(0)}
+    params = init(jax.random.PRNGKey(1), state["obs"])["params"]
+    visited, stats = set(), {"returns": []}
+
+    def run_once() -> float:
+        t0 = time.perf_counter()
+        _, state["obs"], state["first"], state["key"] = atari.collect(
+            vec, act, params, state["obs"], state["first"], state["key"], num_steps, visited, stats)
+        return time.perf_counter() - t0
+
+    run_once()  # compiles act for the group's batch
+    return run_once
+
+
+def atari_collect_rows(game: str, env_counts, reps: int, num_steps: int) -> list[dict]:
+    """Rollout collection (PoolAtari + jitted act, two groups and one) vs EnvPool random actions, alternated."""
+    rows = []
+    for E in env_counts:
+        pipelined, single = make_collector(game, E, 2, num_steps), make_collector(game, E, 1, num_steps)
+        times = {"random": [], "two": [], "one": []}
+        for _ in range(reps):
+            times["random"].append(E * num_steps / envpool_random_steps_per_s(game, num_steps, E))
+            times["two"].append(pipelined())
+            times["one"].append(single())
+        rate = {k: E * num_steps / float(np.median(v)) for k, v in times.items()}
+        for name, label in (("two", "2 groups, pipelined"), ("one", "1 group")):
+            rows.append({
+                "env": game,
+                "num_envs": E,
+                "rollout": num_steps,
+                "candidate": f"rollout collection: atari.collect on PoolAtari ({label}) + jitted act, no update",
+                "steps_per_s": rate[name],
+                "baseline": "EnvPool random actions (sync, same envs)",
+                "baseline_steps_per_s": rate["random"],
+                "ratio": rate[name] / rate["random"],
+                "device": jax.default_backend(),
+            })
+            print(rows[-1], flush=True)
+    return rows
 
 
 def atari_random_steps_per_s(game: str, n_steps: int, num_envs: int = 8) -> float:
@@ -230,6 +310,9 @@ def main(argv=None):
     ap.add_argument(
         "--atari-updates", type=int, default=2, help="timed updates per Atari agent (8 envs x 64 steps each)"
     )
+    ap.add_argument("--collect-envs", nargs="*", type=int, default=[8, 32], help="rollout-collection rows")
+    ap.add_argument("--collect-reps", type=int, default=5)
+    ap.add_argument("--collect-steps", type=int, default=64)
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
     env = envs.gymnax_env("CartPole-v1")
@@ -254,16 +337,18 @@ def main(argv=None):
             }
         )
         print(rows[-1], flush=True)
+    rows += atari_collect_rows("montezuma_revenge", args.collect_envs, args.collect_reps, args.collect_steps)
     for game in args.atari_games:
         n_ceiling = 64 * args.atari_updates
         ceiling = atari_random_steps_per_s(game, n_ceiling)
         bare = bare_ale_steps_per_s(game, n_ceiling)
+        pool_random = envpool_random_steps_per_s(game, n_ceiling, 8)
         rows.append(
             {
                 "env": game,
                 "num_envs": 8,
                 "rollout": 64,
-                "candidate": "VecAtari, random actions (ceiling)",
+                "candidate": "VecAtari (ale backend), random actions",
                 "steps_per_s": ceiling,
                 "baseline": "bare ALEInterface.act x4, no preprocessing",
                 "baseline_steps_per_s": bare,
@@ -279,28 +364,39 @@ def main(argv=None):
                     "env": game,
                     "num_envs": 8,
                     "rollout": 64,
-                    "candidate": f"nb13 PPO agent + {method} bonus, with learning",
+                    "candidate": f"nb13 PPO agent + {method} bonus, with learning (EnvPool)",
                     "steps_per_s": r["steps_per_s"],
-                    "baseline": "VecAtari, random actions (ceiling)",
-                    "baseline_steps_per_s": ceiling,
-                    "ratio": r["steps_per_s"] / ceiling,
+                    "baseline": "EnvPool random actions (sync, same envs)",
+                    "baseline_steps_per_s": pool_random,
+                    "ratio": r["steps_per_s"] / pool_random,
                     "frames_per_s": 4 * r["steps_per_s"],
                     "collect_share": r["collect_share"],
+                    "collect_steps_per_s": r["collect_steps_per_s"],
+                    "update_s": r["update_s"],
                     "device": jax.default_backend(),
                 }
             )
             print(rows[-1], flush=True)
+    import os
+
+    load = os.getloadavg()
     notes = (
         "Same PPO (replicate.rl.ppo: ActorCritic 64x64 with two value heads, ppo_loss, GAE, Adam, 4 epochs x 4 "
         "minibatches, rollout 128) timed after compilation. jitted: ppo.make_train on gymnax CartPole-v1, the whole "
         "run one XLA program (PureJaxRL). Python loop: gymnasium SyncVectorEnv CartPole-v1 stepped from Python with "
         "a jitted action function per step and one jitted update per rollout (CleanRL's structure). "
-        "ratio = steps_per_s / baseline_steps_per_s. Atari rows: agent steps per second (1 agent step = 4 emulator "
-        "frames) of notebook 13's agent at its cpu settings with learning (VecAtari rollouts through ale-py, jitted "
-        "Nature-CNN act per step, one jitted update per rollout with the bonus), timed after compilation over "
-        f"{args.atari_updates} updates of 8 x 64 steps, against the same VecAtari with random actions and no agent "
-        "(the ceiling an agent stepped from Python can reach); collect_share = the fraction of the agent's time "
-        "spent in rollouts (env + act) rather than in the update. " + args.note
+        "ratio = steps_per_s / baseline_steps_per_s. Rollout-collection rows (Montezuma's Revenge): atari.collect on "
+        "the EnvPool backend with the agent's jitted Nature-CNN act and no update, 2 pipelined groups and 1 group, vs "
+        "EnvPool's own random-action throughput at the same number of environments, measured alternately "
+        f"{args.collect_reps} times x {args.collect_steps} steps, medians. Atari agent rows: agent steps per second "
+        "(1 agent step = 4 emulator frames) of notebook 13's agent at its cpu settings with learning (EnvPool "
+        "rollouts, one jitted update per rollout with the bonus), timed after compilation over "
+        f"{args.atari_updates} updates of 8 x 64 steps, vs EnvPool random actions at 8 envs; collect_share = the "
+        "fraction of the agent's time spent in rollouts (env + act), the rest is the update (update_s per update); "
+        "collect_steps_per_s = rollout steps per second of collection alone inside the agent. VecAtari row: the "
+        "ale-py reference backend with random actions vs bare ALEInterface.act. "
+        f"Load average (1, 5, 15 min) at the end: {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} on "
+        f"{os.cpu_count()} cores. " + args.note
     )
     write_results(
         "ppo_throughput",
