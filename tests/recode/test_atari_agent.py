@@ -11,7 +11,7 @@ from replicate.rl import atari
 
 def test_unknown_method_fails_before_any_emulator_starts():
     with pytest.raises(ParameterError, match="method"):
-        atari_agent.train("ngu", atari_agent.RunConfig(), 0)
+        atari_agent.train("counts", atari_agent.RunConfig(), 0)
 
 
 def test_run_config_is_hashable_and_builds_ppo_and_bonus_configs():

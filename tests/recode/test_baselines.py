@@ -141,3 +141,44 @@ def test_pure_steps_trace_inside_scan_and_equal_the_checked_steps():
     np.testing.assert_allclose(np.asarray(est.reward), np.asarray(est_scan.reward[-1]), rtol=1e-6)
     with pytest.raises(ValueError, match="one per actor"):
         baselines.checked_episodic_step(ecfg, baselines.init_episodic(ecfg, 2, 3), xs[0], np.array([True]))
+
+
+def test_ngu_constants_are_ngus_appendix_f():
+    cfg = baselines.EpisodicConfig()
+    assert (cfg.k, cfg.epsilon, cfg.c, cfg.cluster_distance, cfg.max_similarity, cfg.capacity) == (
+        10, 1e-4, 1e-3, 0.008, 8.0, 30_000)
+    assert baselines.NGUConfig().max_modulation == 5.0
+    with pytest.raises(baselines.ParameterError, match="max_modulation"):
+        baselines.NGUConfig(max_modulation=0.5)
+
+
+def test_ngu_reward_matches_a_numpy_transcription_with_both_clips():
+    """r = r_epi * min(max(1 + (err - mu) / sigma, 1), L) (Badia et al. 2020, Sec. 2) on a hand-made batch:
+    errors below the mean (alpha < 1: clipped to 1), in between, and far above (alpha > L: clipped to L)."""
+    cfg = baselines.NGUConfig(max_modulation=5.0)
+    r_epi = np.array([0.5, 0.5, 0.2, 1.0, 0.3, 0.0], np.float32)
+    err = np.array([0.1, 1.0, 1.5, 2.0, 9.0, 9.0], np.float32)
+    mu, sigma = 1.0, 0.5
+    alpha = 1 + (err.astype(np.float64) - mu) / sigma  # [-0.8, 1, 2, 3, 17, 17]
+    want_mod = np.minimum(np.maximum(alpha, 1.0), 5.0)
+    np.testing.assert_allclose(want_mod, [1, 1, 2, 3, 5, 5])  # the batch exercises both clips
+    got_mod = baselines.ngu_modulation(cfg, jnp.asarray(err), mu, sigma)
+    np.testing.assert_allclose(np.asarray(got_mod), want_mod, rtol=1e-6)
+    got = jax.jit(baselines.ngu_reward, static_argnums=0)(cfg, jnp.asarray(r_epi), jnp.asarray(err), mu, sigma)
+    np.testing.assert_allclose(np.asarray(got), r_epi * want_mod, rtol=1e-6)
+
+
+def test_rnd_run_moments_tracks_the_errors_of_every_batch():
+    cfg = baselines.RNDConfig(hidden=(16,), out_dim=8)
+    stream = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 4))
+    st0 = baselines.init_rnd(cfg, jax.random.PRNGKey(1), 4)
+    st, rms = baselines.rnd_run_moments(cfg, st0, baselines.RunningMeanStd.create(), stream)
+    errs, s = [], st0
+    for x in stream:
+        s, est = baselines.rnd_step(cfg, s, x)
+        errs.append(np.asarray(est.reward))
+    errs = np.concatenate(errs).astype(np.float64)
+    np.testing.assert_allclose(float(rms.mean), errs.mean(), rtol=1e-4)
+    np.testing.assert_allclose(float(rms.var), errs.var(), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(baselines.rnd_reward(cfg, st, stream[0])),
+                               np.asarray(baselines.rnd_reward(cfg, s, stream[0])), rtol=1e-5)

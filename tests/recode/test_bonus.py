@@ -72,7 +72,7 @@ def test_recode_bonus_rewards_repeats_less_and_respects_capacity(env):
     assert int(info["recode_atoms"]) <= 16
 
 
-def test_ngu_bonus_resets_at_episode_start(env):
+def test_emm_bonus_resets_at_episode_start(env):
     T, E = 8, 2
     x = np.zeros((T, E, env.obs_dim), np.float32)
     x[..., 3] = 1.0  # the same observation throughout
@@ -80,7 +80,7 @@ def test_ngu_bonus_resets_at_episode_start(env):
     first[0] = True
     first[5, 0] = True  # env 0 starts a new episode at t = 5; env 1 does not
     cfg = baselines.EpisodicConfig(capacity=10, k=2)
-    b = bonus.make_bonus("ngu", env, E, bonus.BonusConfig(episodic=cfg, embedding=bonus.EmbeddingConfig("identity")))
+    b = bonus.make_bonus("emm", env, E, bonus.BonusConfig(episodic=cfg, embedding=bonus.EmbeddingConfig("identity")))
     st = b.init(jax.random.PRNGKey(0), env)
     _, r, _ = jax.jit(b.intrinsic)(st, _rollout(jnp.asarray(x), first=jnp.asarray(first)), jax.random.PRNGKey(1))
     r = np.asarray(r)
@@ -88,6 +88,34 @@ def test_ngu_bonus_resets_at_episode_start(env):
     # at t = 5 env 0's memory holds only the episode's first obs: same situation as at t = 0
     assert r[5, 0] == pytest.approx(r[0, 0], rel=1e-5)
     assert r[5, 1] < r[5, 0]  # env 1 keeps its memory and has seen this obs 6 times
+
+
+def test_ngu_bonus_is_emm_times_the_clipped_rnd_modulation(env):
+    """NGU's reward equals the EMM reward of the same rollout times min(max(1 + (err - mu)/sigma, 1), L), with err
+    RND's error before training and mu/sigma the moments of err over the rollout (the state starts empty)."""
+    T, E = 6, 3
+    x = jax.random.normal(jax.random.PRNGKey(4), (T, E, env.obs_dim))
+    first = np.zeros((T, E), bool)
+    first[0] = True
+    ro = _rollout(x, first=jnp.asarray(first))
+    cfg = bonus.BonusConfig(episodic=baselines.EpisodicConfig(capacity=10, k=2),
+                            embedding=bonus.EmbeddingConfig("identity"), rnd_minibatches=2,
+                            ngu=baselines.NGUConfig(max_modulation=2.0))
+    ngu = bonus.make_bonus("ngu", env, E, cfg)
+    emm = bonus.make_bonus("emm", env, E, cfg)
+    st = ngu.init(jax.random.PRNGKey(0), env)
+    st2, r, info = jax.jit(ngu.intrinsic)(st, ro, jax.random.PRNGKey(1))
+    _, r_emm, _ = emm.intrinsic(emm.init(jax.random.PRNGKey(0), env), ro, jax.random.PRNGKey(1))
+    err = np.asarray(baselines.rnd_reward(cfg.rnd, st["rnd"], x.reshape(T * E, -1))).reshape(T, E).astype(np.float64)
+    n0 = 1e-4  # RunningMeanStd's initial count (mean 0, var 1), merged with the rollout's errors
+    mu = err.mean() * T * E / (T * E + n0)
+    var = (1.0 * n0 + err.var() * T * E + err.mean() ** 2 * n0 * T * E / (T * E + n0)) / (T * E + n0)
+    want = np.asarray(r_emm) * np.clip(1 + (err - mu) / np.sqrt(var + 1e-8), 1.0, 2.0)
+    np.testing.assert_allclose(np.asarray(r), want, rtol=1e-4)
+    assert np.any(want != np.asarray(r_emm))  # the modulation is not trivially 1 on this batch
+    # RND's predictor trained on the rollout: the same inputs now have smaller errors
+    err2 = np.asarray(baselines.rnd_reward(cfg.rnd, st2["rnd"], x.reshape(T * E, -1)))
+    assert err2.mean() < err.mean() and float(info["ngu_modulation"]) >= 1.0
 
 
 def test_rnd_bonus_learns_repeated_inputs(env):
@@ -134,6 +162,18 @@ def test_train_end_to_end_recode_ap(env):
     assert np.all(m["distinct_states"] >= 1) and np.all(m["distinct_states"] <= env.n_states)
     for k in ("loss", "r_int", "ap_loss", "recode_atoms"):
         assert np.all(np.isfinite(m[k])), k
+
+
+def test_train_end_to_end_ngu(env):
+    """NGU proper in a short jitted PPO run (EMM's core is inside it): finite metrics, modulation in [1, L]."""
+    cfg = ppo.PPOConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 2, num_minibatches=2, update_epochs=1)
+    b = bonus.make_bonus("ngu", env, cfg.num_envs, bonus.BonusConfig(
+        embedding=bonus.EmbeddingConfig("random", dim=8), rnd_epochs=1, rnd_minibatches=2))
+    _, m = ppo.train_seeds(cfg, env, b, jax.random.split(jax.random.PRNGKey(0), 1))
+    assert m["env_steps"].shape == (1, 2)
+    for k in ("loss", "r_int", "ngu_episodic"):
+        assert np.all(np.isfinite(m[k])), k
+    assert np.all(m["ngu_modulation"] >= 1.0) and np.all(m["ngu_modulation"] <= 5.0)
 
 
 def test_rollout_windows_match_numpy_slicing():

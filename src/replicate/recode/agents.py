@@ -24,13 +24,15 @@ from replicate.params import ParameterError
 from replicate.recode import baselines, bonus, memory
 from replicate.rl import envs, exploration, ppo
 
-METHODS = ("none", "rnd", "ngu", "recode", "counts")
-LABELS = {"none": "no bonus", "rnd": "RND", "ngu": "NGU episodic", "recode": "RECODE", "counts": "true counts (oracle)"}
+METHODS = ("none", "rnd", "emm", "ngu", "recode", "counts")
+LABELS = {"none": "no bonus", "rnd": "RND", "emm": "EMM", "ngu": "NGU", "recode": "RECODE",
+          "counts": "true counts (oracle)"}
 
 
 def recode_config(memory_size: int | None, gamma: float | None) -> memory.RecodeConfig:
-    """RECODE's memory with the given size and discount; ``None`` keeps :class:`~replicate.recode.memory.RecodeConfig`'s
-    default (the paper's Atari values, 5e4 atoms and gamma = 0.999)."""
+    """RECODE's memory with the given size and discount (every other constant: our choice, see
+    :class:`~replicate.recode.memory.RecodeConfig`); ``None`` keeps its default (the paper's Atari values,
+    5e4 atoms and gamma = 0.999)."""
     given = {"memory_size": memory_size, "gamma": gamma}
     return memory.RecodeConfig(**{k: v for k, v in given.items() if v is not None})
 
@@ -48,7 +50,7 @@ class RunSpec:
     num_envs: int = 8
     num_steps: int = 16
     ppo: tuple[tuple[str, Any], ...] = ()
-    embedding: str = "ap"  # NGU/RECODE embedding: 'ap', 'casm', 'random' or 'identity'
+    embedding: str = "ap"  # EMM/NGU/RECODE embedding: 'ap', 'casm', 'random' or 'identity'
     embed_dim: int = 16
     memory_size: int | None = None  # RECODE atoms (None: RecodeConfig's default)
     recode_gamma: float | None = None  # RECODE count discount (None: RecodeConfig's default)
@@ -66,7 +68,8 @@ class RunSpec:
             raise ParameterError(f"RunSpec: casm_seq_len={self.casm_seq_len} must divide num_steps={self.num_steps}")
 
     def bonus_config(self, env) -> bonus.BonusConfig:
-        """The bonus settings of this spec on ``env`` (NGU's episodic memory is sized to the episode length)."""
+        """The bonus settings of this spec on ``env`` (EMM's/NGU's episodic memory, NGU's constants, is sized to the
+        episode length)."""
         return bonus.BonusConfig(
             embedding=bonus.EmbeddingConfig(
                 self.embedding, dim=self.embed_dim, ap_hidden=(64,), casm_seq_len=self.casm_seq_len

@@ -1,15 +1,16 @@
-"""RECODE's Atari agent (notebook 13): PPO with an exploration bonus (RECODE, RND or none) on ALE games.
+"""RECODE's Atari agent (notebook 13): PPO with an exploration bonus (RECODE, RND, EMM, NGU or none) on ALE games.
 
 PPO with the Nature-CNN torso (:class:`replicate.nn.actor_critic.NatureActorCritic`: Mnih et al. 2015) shared
 by the policy and two value heads (extrinsic / intrinsic, RND). The environments (:mod:`replicate.rl.atari`; by
 default EnvPool's C++ pool, :class:`~replicate.rl.atari.PoolAtari`, ``RunConfig.atari.backend`` chooses) are
 stepped by :func:`replicate.rl.atari.collect`, a loop over time steps that overlaps one group of emulators with
 the jitted ``act`` (one PRNG key per environment) on another; after every rollout one jitted ``update`` computes the
-bonus (:mod:`replicate.recode.bonus`: RECODE, RND, none), normalises it
+bonus (:mod:`replicate.recode.bonus`: RECODE, RND, EMM, NGU, none; EMM's/NGU's episodic memory has NGU's
+constants and capacity, 30 000), normalises it
 (:func:`replicate.rl.ppo.normalise_intrinsic`), runs GAE (:func:`replicate.rl.ppo.gae`) on both streams and
 the PPO epochs (:func:`replicate.rl.ppo.learn`). The bonuses see the newest frame of the (true next)
 observation, 2x2 average-pooled to 42 x 42 and scaled to [0, 1] (an MLP-sized input; the papers use conv nets
-on 84 x 84 frames).
+on 84 x 84 frames); RND, and NGU's RND factor, take these features, EMM/NGU/RECODE their embedding.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from replicate.params import ParameterError
 from replicate.recode import agents, bonus
 from replicate.rl import atari, ppo
 
-METHODS = ("none", "rnd", "recode")  # the bonuses the Atari agent supports (NGU and counts need more)
+METHODS = ("none", "rnd", "emm", "ngu", "recode")  # the bonuses the Atari agent supports (counts needs the true state)
 
 
 def bonus_features(frames) -> jax.Array:
@@ -140,7 +141,7 @@ def make_agent(cfg: ppo.PPOConfig, n_actions: int, agent_bonus, bonus_env_desc, 
 
 
 def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict:
-    """Train PPO with ``method`` ('none' | 'rnd' | 'recode') for ``run.total_frames`` frames.
+    """Train PPO with ``method`` (one of :data:`METHODS`) for ``run.total_frames`` frames.
 
     Returns NumPy curves per update: ``frames``, ``rooms`` (distinct rooms so far), ``score_max`` (best
     episode score so far), ``score_mean`` (mean score of episodes that ended in the update, NaN if none),

@@ -7,13 +7,18 @@ is each method's own count-like quantity: NGU's kernel sum over the episode's k 
 neighbours, the exact count for tables, and ``1 / reward^2`` (the count an RND reward implies
 under r = 1/sqrt(N)) for RND.
 
-* NGU episodic memory (Badia et al. 2020, Sec. 2 and App. A.1 / Alg. 1): per actor, the embeddings
-  of the current episode (ring buffer of ``capacity``), the k nearest (k = 10), squared distances
-  divided by a running mean of squared k-NN distances ``d_m^2``, ``d <- max(d - xi, 0)`` with the
-  cluster distance ``xi = 0.008``, inverse kernel ``K = eps / (d + eps)`` (``eps = 1e-3``),
-  similarity ``s = sqrt(sum K) + c`` (``c = 1e-3``), reward ``1/s``, or 0 when ``s > s_max = 8``.
-  The memory is emptied at every episode start. ``d_m^2`` is a per-actor running mean over all
-  episodes (our reading; NGU does not say whether it is reset).
+* NGU episodic memory, the paper's **EMM** when used alone (Badia et al. 2020, Sec. 2 and App. A.1 /
+  Alg. 1; constants App. F): per actor, the embeddings of the current episode (ring buffer of
+  ``capacity`` = 30 000), the k nearest (k = 10), squared distances divided by a running mean of squared
+  k-NN distances ``d_m^2``, ``d <- max(d - xi, 0)`` with the cluster distance ``xi = 0.008``, inverse
+  kernel ``K = eps / (d + eps)`` (``eps = 1e-4``), similarity ``s = sqrt(sum K) + c`` (``c = 1e-3``),
+  reward ``1/s``, or 0 when ``s > s_max = 8``. The memory is emptied at every episode start. ``d_m^2``
+  is a per-actor running mean over all episodes (our reading; NGU does not say whether it is reset).
+* NGU proper (Badia et al. 2020, Sec. 2): the episodic reward times a life-long novelty factor from
+  RND, ``r = r_episodic * min(max(alpha_t, 1), L)`` with ``alpha_t = 1 + (err_t - mu_err) / sigma_err``
+  (``err``: RND's prediction error, ``mu``/``sigma`` its running mean and standard deviation) and
+  ``L = 5``: :class:`NGUConfig`, :func:`ngu_modulation`, :func:`ngu_reward` (pure; the bonus
+  ``ngu`` of :mod:`replicate.recode.bonus` combines the episodic and RND cores with them).
 * RND (Burda et al. 2019): a predictor MLP regresses a fixed, randomly initialised target MLP;
   reward = squared prediction error; inputs normalised by a running mean/std and clipped to
   [-5, 5]; the predictor takes one Adam step per batch.
@@ -52,11 +57,13 @@ class Estimate(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class EpisodicConfig:
-    """NGU's episodic novelty (Badia et al. 2020, App. F hyper-parameters)."""
+    """NGU's episodic novelty, every default NGU's own (Badia et al. 2020, App. F: k = 10, kernel
+    epsilon = 1e-4, c = 1e-3, cluster distance xi = 0.008, maximum similarity s_m = 8, episodic memory
+    capacity 30 000)."""
 
     capacity: int = 30_000  # NGU's episodic memory size
     k: int = 10
-    epsilon: float = 1e-3
+    epsilon: float = 1e-4
     c: float = 1e-3
     cluster_distance: float = 0.008  # xi
     max_similarity: float = 8.0  # s_max
@@ -261,3 +268,48 @@ def episodic_query(cfg: EpisodicConfig, state: EpisodicState, actor: int, probes
 def rnd_run(cfg: RNDConfig, state: RNDState, stream: jax.Array) -> RNDState:
     """Train RND on a (T, B, d) stream, one Adam step per (B, d) batch, in one ``lax.scan``."""
     return jax.lax.scan(lambda s, x: (rnd_step(cfg, s, x)[0], None), state, stream)[0]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def rnd_run_moments(
+    cfg: RNDConfig, state: RNDState, err_rms: RunningMeanStd, stream: jax.Array
+) -> tuple[RNDState, RunningMeanStd]:
+    """:func:`rnd_run` that also merges every batch's prediction errors (before its Adam step) into the
+    running moments ``err_rms`` of the error (NGU's ``mu_err``, ``sigma_err``)."""
+
+    def body(carry, x):
+        s, rms = carry
+        s, est = rnd_step(cfg, s, x)
+        return (s, rms.update(est.reward)), None
+
+    return jax.lax.scan(body, (state, err_rms), stream)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# NGU proper: the episodic reward modulated by RND's life-long novelty
+
+
+@dataclasses.dataclass(frozen=True)
+class NGUConfig:
+    """NGU's life-long novelty modulation (Badia et al. 2020, Sec. 2): ``max_modulation`` is the clip
+    ``L = 5`` of ``alpha_t``; the episodic part is :class:`EpisodicConfig`, the RND part :class:`RNDConfig`."""
+
+    max_modulation: float = 5.0  # L
+
+    def __post_init__(self) -> None:
+        if not self.max_modulation >= 1.0:
+            raise ParameterError(f"NGUConfig: max_modulation={self.max_modulation!r} (L) must be >= 1")
+
+
+def ngu_modulation(cfg: NGUConfig, err: jax.Array, err_mean: jax.Array, err_std: jax.Array) -> jax.Array:
+    """``min(max(alpha, 1), L)`` with ``alpha = 1 + (err - err_mean) / err_std`` (NGU Sec. 2); pure.
+
+    ``err``: RND's prediction errors; ``err_mean``/``err_std``: their running mean and standard deviation."""
+    alpha = 1.0 + (err - err_mean) / err_std
+    return jnp.clip(alpha, 1.0, cfg.max_modulation)
+
+
+def ngu_reward(cfg: NGUConfig, r_episodic: jax.Array, err: jax.Array, err_mean: jax.Array,
+               err_std: jax.Array) -> jax.Array:
+    """NGU's intrinsic reward ``r_episodic * min(max(alpha, 1), L)`` (Badia et al. 2020, Sec. 2); pure."""
+    return r_episodic * ngu_modulation(cfg, err, err_mean, err_std)

@@ -20,12 +20,20 @@ Bonuses (estimators from :mod:`replicate.recode`, RECODE I):
   needs the true state; RECODE's pseudo-count estimates this).
 * ``rnd``: RND (Burda et al. 2019); the predictor trains on the rollout's next observations,
   ``epochs x minibatches`` Adam steps after the rewards are computed (as in the RND paper's PPO).
-* ``ngu``: NGU's episodic novelty (Badia et al. 2020, App. A.1), per environment, memory emptied
-  at every episode start; the episode's first observation is inserted when it is seen.
+* ``emm``: the paper's EMM, NGU's episodic memory module alone (Badia et al. 2020, App. A.1; constants
+  App. F), per environment, memory emptied at every episode start; the episode's first observation is
+  inserted when it is seen.
+* ``ngu``: NGU proper (Badia et al. 2020, Sec. 2): EMM's reward times RND's life-long novelty factor
+  ``min(max(alpha_t, 1), L)``, ``alpha_t = 1 + (err_t - mu_err) / sigma_err``, ``L = 5``
+  (:func:`replicate.recode.baselines.ngu_reward`). ``err_t`` is RND's prediction error on the true next
+  observation, computed before the predictor trains on the rollout (as in ``rnd``); ``mu_err`` and
+  ``sigma_err`` are running moments of ``err`` that include the current rollout (our choice of order:
+  the first rollout is then normalised by its own moments). The episodic and RND parts are exactly the
+  ``emm`` and ``rnd`` cores.
 * ``recode``: RECODE's memory (Saade et al. 2023, Alg. 1), one memory shared by all
   environments, never reset; one call of Algorithm 1 per time step with the E embeddings.
 
-Embeddings for ``ngu`` and ``recode`` (:class:`EmbeddingConfig`): ``random`` (a fixed Gaussian
+Embeddings for ``emm``, ``ngu`` and ``recode`` (:class:`EmbeddingConfig`): ``random`` (a fixed Gaussian
 random projection of the observation; for one-hot DeepSea observations this is a near-orthogonal
 code of the cell), ``identity`` (the observation itself), ``ap`` (NGU's inverse-dynamics
 encoder, RECODE Sec. 4 Eq. 4, trained online on the agent's own rollouts) or ``casm`` (RECODE's
@@ -49,8 +57,9 @@ import jax.numpy as jnp
 
 from replicate.params import ParameterError
 from replicate.recode import baselines, memory, representations
+from replicate.rl.normalisation import RunningMeanStd
 
-BONUSES = ("none", "counts", "rnd", "ngu", "recode")
+BONUSES = ("none", "counts", "rnd", "emm", "ngu", "recode")
 EMBEDDINGS = ("random", "identity", "ap", "casm")
 
 
@@ -63,7 +72,7 @@ class Bonus:
 
 @dataclasses.dataclass(frozen=True)
 class EmbeddingConfig:
-    """Embedding of observations for NGU/RECODE.
+    """Embedding of observations for EMM/NGU/RECODE.
 
     kind: 'random' | 'identity' | 'ap' | 'casm'. dim: embedding size (random, ap, casm).
     ap_hidden, ap_learning_rate: the encoder (and AP classifier) widths and Adam step size (ap, casm).
@@ -238,6 +247,16 @@ def counts_bonus(n_states: int, *, gamma: float = 1.0, c: float = 1e-3) -> Bonus
     return Bonus("counts", init, intrinsic)
 
 
+def _rnd_train(cfg: baselines.RNDConfig, st, x, key, epochs: int, minibatches: int):
+    """``epochs x minibatches`` Adam steps of RND's predictor on the (N, d) inputs ``x``."""
+    n = x.shape[0]
+    mb = n // minibatches
+    for kk in jax.random.split(key, epochs):
+        perm = jax.random.permutation(kk, n)[: mb * minibatches].reshape(minibatches, mb)
+        st, _ = jax.lax.scan(lambda s, idx: baselines.rnd_step(cfg, s, x[idx]), st, perm)
+    return st
+
+
 def rnd_bonus(cfg: baselines.RNDConfig = baselines.RNDConfig(), *, epochs: int = 4, minibatches: int = 4) -> Bonus:
     def init(key, env):
         return baselines.init_rnd(cfg, key, env.obs_dim)
@@ -246,16 +265,29 @@ def rnd_bonus(cfg: baselines.RNDConfig = baselines.RNDConfig(), *, epochs: int =
         t, e, d = ro.next_obs.shape
         x = ro.next_obs.reshape(t * e, d)
         r = baselines.rnd_reward(cfg, st, x).reshape(t, e)  # before training on this rollout
-        mb = (t * e) // minibatches
-        for kk in jax.random.split(key, epochs):
-            perm = jax.random.permutation(kk, t * e)[: mb * minibatches].reshape(minibatches, mb)
-            st, _ = jax.lax.scan(lambda s, idx: baselines.rnd_step(cfg, s, x[idx]), st, perm)
-        return st, r, {}
+        return _rnd_train(cfg, st, x, key, epochs, minibatches), r, {}
 
     return Bonus("rnd", init, intrinsic)
 
 
-def ngu_bonus(cfg: baselines.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) -> Bonus:
+def _episodic_rewards(cfg: baselines.EpisodicConfig, mem, e_obs, e_next, first):
+    """EMM's rewards (T, E) of the embedded next observations ``e_next`` (T, E, d), step by step; at an
+    episode's first step (``first``) the memory is emptied and ``e_obs`` (its first observation) inserted."""
+
+    def body(mem, xs):
+        eo, en, fst = xs
+        # a new episode: empty the memory and insert its first observation
+        started, _ = baselines.episodic_step(cfg, mem, eo, jnp.ones_like(fst))
+        mem = jax.tree.map(lambda a, b: jnp.where(fst.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), started, mem)
+        mem, est = baselines.episodic_step(cfg, mem, en, jnp.zeros_like(fst))
+        return mem, est.reward
+
+    return jax.lax.scan(body, mem, (e_obs, e_next, first))
+
+
+def emm_bonus(cfg: baselines.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingConfig()) -> Bonus:
+    """The paper's EMM: NGU's episodic memory module alone."""
+
     def init(key, env):
         dim, e_init, _, _ = _embedding(ecfg, env)
         return {"memory": baselines.init_episodic(cfg, env.num_envs_hint, dim), "embed": e_init(key)}
@@ -266,20 +298,43 @@ def ngu_bonus(cfg: baselines.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingCo
         def intrinsic(st, ro, key):
             e_obs = _flat_embed(embed, st["embed"], ro.obs)
             e_next = _flat_embed(embed, st["embed"], ro.next_obs)
-
-            def body(mem, xs):
-                eo, en, first = xs
-                # a new episode: empty the memory and insert its first observation
-                started, _ = baselines.episodic_step(cfg, mem, eo, jnp.ones_like(first))
-                mem = jax.tree.map(
-                    lambda a, b: jnp.where(first.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), started, mem
-                )
-                mem, est = baselines.episodic_step(cfg, mem, en, jnp.zeros_like(first))
-                return mem, est.reward
-
-            mem, r = jax.lax.scan(body, st["memory"], (e_obs, e_next, ro.first))
+            mem, r = _episodic_rewards(cfg, st["memory"], e_obs, e_next, ro.first)
             emb, info = train(st["embed"], ro, key)
             return {"memory": mem, "embed": emb}, r, info
+
+        return intrinsic
+
+    return _EnvBound("emm", init, make)
+
+
+def ngu_bonus(cfg: baselines.EpisodicConfig, ecfg: EmbeddingConfig = EmbeddingConfig(),
+              rnd: baselines.RNDConfig = baselines.RNDConfig(), ngu: baselines.NGUConfig = baselines.NGUConfig(),
+              *, epochs: int = 4, minibatches: int = 4) -> Bonus:
+    """NGU proper: EMM's episodic reward times RND's life-long novelty factor (module docstring)."""
+
+    def init(key, env):
+        dim, e_init, _, _ = _embedding(ecfg, env)
+        k_emb, k_rnd = jax.random.split(key)
+        return {"memory": baselines.init_episodic(cfg, env.num_envs_hint, dim), "embed": e_init(k_emb),
+                "rnd": baselines.init_rnd(rnd, k_rnd, env.obs_dim), "err_rms": RunningMeanStd.create()}
+
+    def make(env):
+        _, _, embed, train = _embedding(ecfg, env)
+
+        def intrinsic(st, ro, key):
+            k_emb, k_rnd = jax.random.split(key)
+            e_obs = _flat_embed(embed, st["embed"], ro.obs)
+            e_next = _flat_embed(embed, st["embed"], ro.next_obs)
+            mem, r_epi = _episodic_rewards(cfg, st["memory"], e_obs, e_next, ro.first)
+            t, e, d = ro.next_obs.shape
+            x = ro.next_obs.reshape(t * e, d)
+            err = baselines.rnd_reward(rnd, st["rnd"], x).reshape(t, e)  # before training on this rollout
+            err_rms = st["err_rms"].update(err)
+            mod = baselines.ngu_modulation(ngu, err, err_rms.mean, err_rms.std())
+            rnd_state = _rnd_train(rnd, st["rnd"], x, k_rnd, epochs, minibatches)
+            emb, info = train(st["embed"], ro, k_emb)
+            info = {**info, "ngu_modulation": jnp.mean(mod), "ngu_episodic": jnp.mean(r_epi)}
+            return {"memory": mem, "embed": emb, "rnd": rnd_state, "err_rms": err_rms}, r_epi * mod, info
 
         return intrinsic
 
@@ -347,10 +402,11 @@ class _WithEnvs:
 class BonusConfig:
     """Everything a bonus needs besides its name and the environment (one config for every run type).
 
-    embedding: the observation embedding of ``ngu`` and ``recode``. recode: RECODE's memory (its defaults,
-    :class:`replicate.recode.memory.RecodeConfig`, own ``memory_size`` and ``gamma``). episodic: NGU's memory
-    (``None``: capacity ``max(10, max_episode_steps + 1)`` of the environment, 1001 without a step limit).
-    rnd, rnd_epochs, rnd_minibatches: RND's networks and its predictor's Adam steps per rollout.
+    embedding: the observation embedding of ``emm``, ``ngu`` and ``recode``. recode: RECODE's memory (its
+    defaults, :class:`replicate.recode.memory.RecodeConfig`, own ``memory_size`` and ``gamma``). episodic: NGU's
+    episodic memory of ``emm`` and ``ngu`` (``None``: NGU's constants with capacity ``max(10, max_episode_steps +
+    1)`` of the environment, NGU's 30 000 without a step limit). rnd, rnd_epochs, rnd_minibatches: RND's networks
+    and its predictor's Adam steps per rollout (``rnd`` and ``ngu``). ngu: NGU's modulation (``L``).
     count_c: the constant ``c`` of the oracle ``counts`` bonus ``1 / (sqrt(N) + c)``.
     """
 
@@ -360,6 +416,7 @@ class BonusConfig:
     rnd: baselines.RNDConfig = baselines.RNDConfig()
     rnd_epochs: int = 4
     rnd_minibatches: int = 4
+    ngu: baselines.NGUConfig = baselines.NGUConfig()
     count_c: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -388,7 +445,12 @@ def make_bonus(name: str, env, num_envs: int, cfg: BonusConfig = BonusConfig()) 
         return counts_bonus(env.n_states, c=cfg.count_c)
     if name == "rnd":
         return rnd_bonus(cfg.rnd, epochs=cfg.rnd_epochs, minibatches=cfg.rnd_minibatches)
-    if name == "ngu":
-        cap = cfg.episodic or baselines.EpisodicConfig(capacity=max(10, (env.max_episode_steps or 1000) + 1))
-        return bind(ngu_bonus(cap, cfg.embedding), env, num_envs)
+    if name in ("emm", "ngu"):
+        steps = env.max_episode_steps
+        epi = cfg.episodic or (baselines.EpisodicConfig(capacity=max(10, steps + 1)) if steps else
+                               baselines.EpisodicConfig())
+        if name == "emm":
+            return bind(emm_bonus(epi, cfg.embedding), env, num_envs)
+        return bind(ngu_bonus(epi, cfg.embedding, cfg.rnd, cfg.ngu, epochs=cfg.rnd_epochs,
+                              minibatches=cfg.rnd_minibatches), env, num_envs)
     return bind(recode_bonus(cfg.recode, cfg.embedding), env, num_envs)

@@ -1,8 +1,8 @@
 """RECODE: the clustering-based online density estimator (Saade et al. 2023, arXiv 2305.01521).
 
 The memory holds ``M`` atoms (cluster centres) ``f_l`` with discounted counts ``c_l``. For every
-embedding ``e`` the paper's Algorithm 1 ("RECODE", ICLR-2023 version, identical update in
-the arXiv version) does, in this order:
+embedding ``e`` the paper's Algorithm 1 ("RECODE", ICLR-2023 version; that the arXiv/final version's update is
+identical is *unverified*: its appendix could not be read here) does, in this order:
 
 * l.1  pseudo-count  ``N(e) = sum_l (1 + c_l) K(f_l, e)`` with the kernel of Eq. (3)
   ``K(f, e) = eps / (eps + ||e - f||^2 / d_m^2) * 1{||e - f||^2 < d_m^2}`` summed over *all*
@@ -105,11 +105,12 @@ here, and the NumPy transcription in :mod:`replicate.recode.reference` makes the
   on notebook 10's stream).
 
 Hyper-parameter defaults: ``memory_size = 5e4`` and ``gamma = 0.999`` are the paper's Atari values
-(Sec. 5; Fig. 4 caption); DM-HARD-8 uses ``memory_size = 2e5``. The values of ``k``, ``kappa``,
-``tau``, ``eta``, ``epsilon`` and ``c`` are in the arXiv version's appendix table, which we could not
-read from this machine: the defaults below are NGU's values for the shared quantities
-(``k = 10``, ``epsilon = 1e-3``, ``c = 1e-3``; Badia et al. 2020, App. F) and our choices for the
-others (``kappa = 0.5``, ``tau = 1e-3``, ``eta = 0.1``). With ``kappa >= 1`` an embedding equidistant
+(Sec. 5; Fig. 4 caption); DM-HARD-8 uses ``memory_size = 2e5``. RECODE's own ``k``, ``kappa``, ``tau``,
+``eta``, ``epsilon`` and ``c`` are in the final version's appendix, which could not be read here: they
+are unknown, and every default below is **our choice** (``k = 10``, ``epsilon = 1e-3``, ``c = 1e-3``,
+``kappa = 0.5``, ``tau = 1e-3``, ``eta = 0.1``). For comparison only, NGU's episodic memory (Badia et al.
+2020, App. F) uses k = 10, epsilon = 1e-4 and c = 1e-3 (:class:`replicate.recode.baselines.EpisodicConfig`);
+those are NGU's values, not RECODE's. With ``kappa >= 1`` an embedding equidistant
 from its k nearest atoms (e.g. a new, isolated state) hardly ever passes the test, since d_m^2 is
 the mean over those same distances; ``kappa = 0.5`` creates an atom for it and merges noise.
 Every one is a parameter; the notebook ablates ``eta``, ``gamma``, the memory size and the eviction rule.
@@ -138,13 +139,13 @@ class RecodeConfig:
     """Every hyper-parameter of RECODE's memory (Algorithm 1, Eqs. 2-3).
 
     memory_size: number of atoms |M| (Sec. 5: 5e4 Atari, 2e5 DM-HARD-8).
-    k: neighbours in the d_m^2 update (Alg. 1 l.3-4). Default: NGU's k = 10 (assumed, see module doc).
-    kappa: relative tolerance of the insertion test ||f_i - e||^2 > kappa d_m^2 (Alg. 1 l.8).
-    tau: decay rate of the d_m^2 running mean (Alg. 1 l.4).
+    k: neighbours in the d_m^2 update (Alg. 1 l.3-4). Default 10: our choice (the paper's value is unknown here).
+    kappa: relative tolerance of the insertion test ||f_i - e||^2 > kappa d_m^2 (Alg. 1 l.8). Default 0.5: our choice.
+    tau: decay rate of the d_m^2 running mean (Alg. 1 l.4). Default 1e-3: our choice.
     gamma: count discount (Alg. 1 l.5; 0.999 for Atari, Fig. 4).
-    eta: insertion probability (Alg. 1 l.7-8).
-    epsilon: kernel constant of Eq. (3) (NGU's 1e-3, assumed).
-    c: reward constant of Eq. (2) (NGU's 1e-3, assumed).
+    eta: insertion probability (Alg. 1 l.7-8). Default 0.1: our choice.
+    epsilon: kernel constant of Eq. (3). Default 1e-3: our choice (unknown in the paper; NGU's is 1e-4).
+    c: reward constant of Eq. (2). Default 1e-3: our choice (unknown in the paper; NGU's is 1e-3).
     count_floor: floor on counts in the eviction weights 1/c^2 (our choice; paper silent).
     eviction: 'inverse_square' (paper, 1/c^2), or the ablations 'inverse' (1/c), 'smallest'
         (deterministic smallest count) and 'uniform'.
