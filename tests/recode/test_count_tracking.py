@@ -44,6 +44,36 @@ def _spearman(est, truth):
     return spearmanr(est, truth).statistic
 
 
+def test_true_counts_discount_per_embedding_or_per_call():
+    """Per embedding (Algorithm 1): every embedding discounts everything seen before it, in the actors' order;
+    per call: once per row. Written-out loops over a hand-made stream."""
+    cells = np.array([[0, 1], [1, 1], [2, 0]])
+    g = 0.5
+    per_emb = np.zeros(3)
+    for row in cells:
+        for c in row:
+            per_emb *= g
+            per_emb[c] += 1.0
+    got = experiments.true_counts(cells, 3, g, [1, 3])
+    np.testing.assert_allclose(got[-1], per_emb)
+    np.testing.assert_allclose(got[0], [0.5, 1.0, 0.0])
+    np.testing.assert_allclose(experiments.true_counts(cells, 3, g, [3], per="call")[0], _truth(cells, 3, g))
+    with pytest.raises(ValueError, match="per"):
+        experiments.true_counts(cells, 3, g, [3], per="episode")
+
+
+def test_ngu_counts_are_inverse_squared_ngu_rewards():
+    from replicate.recode import baselines
+
+    ngu, epi = baselines.NGUConfig(), baselines.EpisodicConfig()
+    ksum = np.array([[[0.0, 4.0, 1.0]]])
+    err = np.array([[[3.0, 0.5, 100.0]]])
+    mean, std = np.array([[1.0]]), np.array([[1.0]])
+    mod = np.clip(1 + (err - 1.0) / 1.0, 1, 5)  # [3, 1, 5]
+    want = ((np.sqrt(ksum) + epi.c) / mod) ** 2
+    np.testing.assert_allclose(experiments.ngu_counts(ngu, epi, ksum, err, mean, std), want, rtol=1e-5)
+
+
 def test_ablation_sweep_reuses_known_runs_and_correlates_with_its_own_gamma(monkeypatch):
     gs = GridStream(size=4, n_actors=2, episode_len=5, n_episodes=4, n_phases=2, embed_dim=8, seed=0)
     stream = experiments.build_stream(gs, [0, 1])
@@ -131,3 +161,15 @@ def test_eviction_verdict():
     assert count_tracking.eviction_verdict({"inverse_square": 0.5, "uniform": 0.75}, 0.1) == N
     assert count_tracking.eviction_verdict({"uniform": 0.9, "inverse": 0.5}, 0.1) == N  # rule not in the ablation
     assert count_tracking.eviction_verdict({"inverse_square": 0.9}, 0.1) == N  # nothing to rank
+
+
+def test_paired_better_and_rivals_verdict_use_the_ci_of_seed_differences():
+    ours = np.array([0.9, 0.8, 0.85, 0.95, 0.9])
+    far = ours - np.array([0.3, 0.25, 0.35, 0.3, 0.3])  # clearly below, every seed
+    noisy = ours + np.array([0.2, -0.3, 0.25, -0.2, -0.1])  # mean diff > 0 but the CI straddles 0
+    assert count_tracking.paired_better(ours, far)
+    assert not count_tracking.paired_better(ours, noisy) and np.mean(ours - noisy) > 0
+    assert count_tracking.paired_better(np.array([0.5]), np.array([0.4]))  # one seed: the sign
+    assert count_tracking.rivals_verdict(ours, {"a": far, "b": noisy}) == (P, ["a"])
+    assert count_tracking.rivals_verdict(ours, {"a": far}) == (R, ["a"])
+    assert count_tracking.rivals_verdict(ours, {"b": noisy})[0] == N

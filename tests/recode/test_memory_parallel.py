@@ -186,7 +186,7 @@ def track(cfg, gs, seeds, n_points):
     stream = experiments.build_stream(gs, seeds)
     points = experiments.checkpoints(stream.cells.shape[0], n_points)
     if cfg.discount_per == "call":
-        truth = experiments.true_counts(stream.cells, gs.n_cells, cfg.gamma, points)
+        truth = experiments.true_counts(stream.cells, gs.n_cells, cfg.gamma, points, per="call")
     else:
         truth = embedding_truth(stream.cells, gs.n_cells, cfg.gamma, points)
     res = {}

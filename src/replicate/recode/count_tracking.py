@@ -5,13 +5,15 @@
 * :func:`ablation_grid` and :func:`ablation_sweep`: the memory ablations (one hyper-parameter of the
   configuration changed at a time), summarised by :func:`ablation_means`, :func:`ablation_spread`,
   :func:`ablation_summary`, :func:`ablation_table` and labelled by :func:`ablation_label`;
-* the verdict rules :func:`tracking_verdict`, :func:`forgetting_verdict`, :func:`ordering_verdict` and
-  :func:`eviction_verdict`, returning the labels of :mod:`replicate.verdicts`.
+* the verdict rules :func:`tracking_verdict`, :func:`forgetting_verdict`, :func:`ordering_verdict`,
+  :func:`eviction_verdict` and :func:`rivals_verdict` (paired by seed, :func:`paired_better`), returning the
+  labels of :mod:`replicate.verdicts`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -46,8 +48,8 @@ def ablation_grid(cfg, *, evictions: Sequence[str], gammas: Sequence[float], mem
 
 
 def ablation_sweep(cfg, grid: Mapping[str, Sequence], stream: experiments.Stream, points: Sequence[int], key,
-                   truth_cum: np.ndarray, known: Mapping[Any, tuple[np.ndarray, np.ndarray]] | None = None
-                   ) -> list[dict]:
+                   truth_cum: np.ndarray, known: Mapping[Any, tuple[np.ndarray, np.ndarray]] | None = None,
+                   units=None) -> list[dict]:
     """Run RECODE once per ablated configuration (``cfg`` with one field of ``grid`` changed) to the
     last evaluation point and rank-correlate its counts with the truth.
 
@@ -55,28 +57,42 @@ def ablation_sweep(cfg, grid: Mapping[str, Sequence], stream: experiments.Stream
     ``(S, 1, n_cells)`` (the main run), which are reused instead of re-running them; configurations
     that repeat within the grid run once. Returns one row per value: ``ablation``, ``value`` and the
     ``(S,)`` final Spearman correlations ``rho_atom`` and ``rho_N`` (vs the truth discounted by the
-    configuration's own gamma) and ``rho_atom_cum`` (nearest atom vs ``truth_cum[-1:]``, the final
-    cumulative counts).
+    configuration's own gamma, per embedding or per call as its ``discount_per``)
+    and ``rho_atom_cum`` (nearest atom vs ``truth_cum[-1:]``, the final
+    cumulative counts). ``units`` (a :class:`replicate.resumable.Units`): each configuration's run is a unit
+    of work (reused after an interruption).
     """
     runs = dict(known or {})
-    truths: dict[float, np.ndarray] = {}
+    truths: dict[tuple, np.ndarray] = {}
     last = list(points)[-1:]
     rows = []
     for name, values in grid.items():
         for v in values:
             c = dataclasses.replace(cfg, **{name: v})
             if c not in runs:
-                n_count, atom, _ = experiments.run_recode(c, stream, last, key)
+                if units is None:
+                    n_count, atom, _ = experiments.run_recode(c, stream, last, key)
+                else:
+                    inputs = {"cfg": c, "stream": stream.gs, "seeds": stream.seeds, "points": last,
+                              "key": np.asarray(key)}
+                    n_count, atom = units.run(f"ablation-{name}-{v}", inputs,
+                                              functools.partial(_final_counts, c, stream, last, key))
                 runs[c] = (n_count, atom)
             n_count, atom = runs[c]
-            if c.gamma not in truths:
-                truths[c.gamma] = experiments.true_counts(stream.cells, stream.gs.n_cells, c.gamma, last)
-            truth = truths[c.gamma]
+            if (c.gamma, c.discount_per) not in truths:
+                truths[(c.gamma, c.discount_per)] = experiments.true_counts(stream.cells, stream.gs.n_cells, c.gamma,
+                                                                            last, per=c.discount_per)
+            truth = truths[(c.gamma, c.discount_per)]
             rows.append({"ablation": name, "value": v,
                          "rho_atom": experiments.correlations(atom, truth)[:, -1],
                          "rho_N": experiments.correlations(n_count, truth)[:, -1],
                          "rho_atom_cum": experiments.correlations(atom, truth_cum[-1:])[:, -1]})
     return rows
+
+
+def _final_counts(cfg, stream, points, key):
+    n_count, atom, _ = experiments.run_recode(cfg, stream, points, key)
+    return n_count, atom
 
 
 def ablation_means(rows: Sequence[Mapping], ablation: str, column: str = "rho_atom") -> dict:
@@ -148,3 +164,17 @@ def eviction_verdict(scores: Mapping[str, float], spread: float, rule: str = "in
     if best == rule and scores[rule] - sorted(scores.values())[-2] > spread:
         return verdicts.REPRODUCED
     return verdicts.PARTLY if scores.get(rule, -1) >= max(scores.values()) - spread else verdicts.NOT_REPRODUCED
+
+
+def paired_better(ours: np.ndarray, rival: np.ndarray, level: float = 0.95) -> bool:
+    """Is ``ours`` better than ``rival`` over the same seeds? The Student-t interval of the per-seed
+    differences lies above 0 (one seed: the difference is positive)."""
+    m, lo, _ = verdicts.mean_ci(np.asarray(ours, np.float64) - np.asarray(rival, np.float64), level)
+    return bool(lo > 0) if np.isfinite(lo) else bool(m > 0)
+
+
+def rivals_verdict(ours: np.ndarray, rivals: Mapping[str, np.ndarray]) -> tuple[str, list[str]]:
+    """``ours`` against every rival (``{name: (S,) values}``, paired by seed, :func:`paired_better`): the label
+    (all beaten: reproduced; some: partly; none: not reproduced) and the names beaten."""
+    beaten = [name for name, v in rivals.items() if paired_better(ours, v)]
+    return verdicts.from_wins(len(beaten), len(rivals)), beaten

@@ -68,13 +68,21 @@ def build_stream(gs: GridStream, seeds: Sequence[int]) -> Stream:
     )
 
 
-def true_counts(cells: np.ndarray, n_cells: int, gamma: float, checkpoints: Sequence[int]) -> np.ndarray:
-    """(len(checkpoints), n_cells) counts after calls [0, c), discounted by gamma once per call."""
+def true_counts(cells: np.ndarray, n_cells: int, gamma: float, checkpoints: Sequence[int],
+                per: str = "embedding") -> np.ndarray:
+    """(len(checkpoints), n_cells) counts after calls [0, c), discounted by gamma once per embedding (``per=
+    "embedding"``, Algorithm 1's rule: the actors of a call in order, the newest undiscounted) or once per call
+    (``per="call"``), matching :class:`~replicate.recode.memory.RecodeConfig`'s ``discount_per``."""
+    if per not in ("embedding", "call"):
+        raise ValueError(f"per={per!r}: use 'embedding' or 'call'")
+    A = cells.shape[1]
+    decay = gamma ** A if per == "embedding" else gamma
+    w = gamma ** (A - 1 - np.arange(A)) if per == "embedding" else np.ones(A)
     out, counts, t = [], np.zeros(n_cells), 0
     for c in checkpoints:
         while t < c:
-            counts *= gamma
-            np.add.at(counts, cells[t], 1.0)
+            counts *= decay
+            np.add.at(counts, cells[t], w)
             t += 1
         out.append(counts.copy())
     return np.array(out)
@@ -126,7 +134,7 @@ def run_recode(cfg: memory.RecodeConfig, stream: Stream, points: Sequence[int], 
 
 
 def run_episodic(cfg: baselines.EpisodicConfig, stream: Stream, points: Sequence[int]):
-    """NGU episodic memory per actor; at each point the kernel sums of all cells against actor 0's
+    """NGU's episodic memory (the paper's EMM) per actor; at each point the kernel sums of all cells against actor 0's
     current episode memory. Returns (S, P, n_cells)."""
     S, T, A, d = stream.shape
     feats = jnp.asarray(stream.gs.cell_features())
@@ -150,19 +158,49 @@ def run_episodic(cfg: baselines.EpisodicConfig, stream: Stream, points: Sequence
     return np.stack(out)
 
 
-def run_rnd(cfg: baselines.RNDConfig, stream: Stream, points: Sequence[int], key: jax.Array):
-    """RND trained on the stream; count proxy 1 / error at every cell. Returns (S, P, n_cells)."""
+def run_rnd_errors(cfg: baselines.RNDConfig, stream: Stream, points: Sequence[int], key: jax.Array):
+    """RND trained on the stream (one Adam step per call). Returns, at every point, RND's prediction error at
+    every cell, (S, P, n_cells), and the running mean and standard deviation of the errors of the training
+    batches so far (NGU's ``mu_err``, ``sigma_err``), each (S, P)."""
     S, T, A, d = stream.shape
     feats = jnp.asarray(stream.gs.cell_features())
-    out = []
+    errs, means, stds = [], [], []
     for s in range(S):
-        state, prev, counts = baselines.init_rnd(cfg, jax.random.fold_in(key, s), d), 0, []
+        state, prev = baselines.init_rnd(cfg, jax.random.fold_in(key, s), d), 0
+        rms = baselines.RunningMeanStd.create()
+        e_s, m_s, sd_s = [], [], []
         for p in points:
-            state = baselines.rnd_run(cfg, state, jnp.asarray(stream.obs(prev, p, s)))
-            counts.append(1.0 / np.maximum(np.asarray(baselines.rnd_reward(cfg, state, feats)), 1e-12))
+            state, rms = baselines.rnd_run_moments(cfg, state, rms, jnp.asarray(stream.obs(prev, p, s)))
+            e_s.append(np.asarray(baselines.rnd_reward(cfg, state, feats)))
+            m_s.append(float(rms.mean))
+            sd_s.append(float(rms.std()))
             prev = p
-        out.append(np.stack(counts))
-    return np.stack(out)
+        errs.append(np.stack(e_s))
+        means.append(m_s)
+        stds.append(sd_s)
+    return np.stack(errs), np.array(means), np.array(stds)
+
+
+def rnd_counts(errors: np.ndarray) -> np.ndarray:
+    """RND's count proxy ``1 / error`` (the count r = 1/sqrt(N) implies with r = sqrt(error))."""
+    return 1.0 / np.maximum(errors, 1e-12)
+
+
+def run_rnd(cfg: baselines.RNDConfig, stream: Stream, points: Sequence[int], key: jax.Array):
+    """RND trained on the stream; count proxy 1 / error at every cell. Returns (S, P, n_cells)."""
+    return rnd_counts(run_rnd_errors(cfg, stream, points, key)[0])
+
+
+def ngu_counts(ngu: baselines.NGUConfig, episodic: baselines.EpisodicConfig, kernel_sums: np.ndarray,
+               errors: np.ndarray, err_mean: np.ndarray, err_std: np.ndarray) -> np.ndarray:
+    """NGU's count proxy at every cell, ``1 / r^2`` of NGU's reward ``r = r_episodic * modulation``
+    (:func:`replicate.recode.baselines.ngu_reward`) with ``r_episodic = 1 / (sqrt(kernel sum) + c)`` (the
+    ``s_max`` cut-off is left out: it would make the count infinite). ``kernel_sums`` (S, P, C) from
+    :func:`run_episodic`, ``errors`` (S, P, C) and ``err_mean``/``err_std`` (S, P) from :func:`run_rnd_errors`."""
+    r_epi = 1.0 / (np.sqrt(kernel_sums) + episodic.c)
+    r = np.asarray(baselines.ngu_reward(ngu, jnp.asarray(r_epi), jnp.asarray(errors),
+                                        jnp.asarray(err_mean)[..., None], jnp.asarray(err_std)[..., None]))
+    return 1.0 / np.asarray(r, np.float64) ** 2
 
 
 def correlations(est: np.ndarray, truth: np.ndarray) -> np.ndarray:
