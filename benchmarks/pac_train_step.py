@@ -1,6 +1,7 @@
-"""PAC training throughput: samples (and input tokens) per second per model size, PAC vs BC.
+"""PAC training throughput: samples (and input tokens) per second per model size and compute dtype, PAC vs BC.
 
-``python benchmarks/pac_train_step.py [--sizes tiny xs s m] [--batch 64] [--steps 10] [--peak-tflops X]``
+``python benchmarks/pac_train_step.py [--sizes tiny xs s m] [--dtypes float32 bfloat16] [--batch 64] [--steps 10]
+[--peak-tflops X]``
 
 Times one jitted ``lax.scan`` chunk of ``--steps`` updates (``replicate.pac.train.make_train_fn``) on
 synthetic data with our dm_control shapes (24 observation dims, 6 action dims, 2 tasks) for PAC
@@ -8,7 +9,9 @@ synthetic data with our dm_control shapes (24 observation dims, 6 action dims, 2
 step type but BC-only: encoder + policy decoder, no critic or target passes). Reports samples/s, input
 tokens/s, model TFLOP/s (each method's training FLOPs per sample, ``perceiver.train_flops_per_sample``:
 PAC's target-network and sampled-action critic passes included) and, with ``--peak-tflops`` (the
-accelerator's dense peak), MFU.
+accelerator's dense peak), MFU. ``--dtypes``: the network's compute dtype (``PerceiverConfig.compute_dtype``; in
+bfloat16 the parameters and optimizer state stay float32); the baseline of each row is BC at the same size and dtype,
+and ``vs_float32`` is the row's samples/s over the float32 row of the same size and method.
 Writes ``benchmarks/results/pac_train_step.{json,md}``.
 """
 
@@ -23,7 +26,7 @@ import numpy as np
 from replicate.benchmarking import time_call, write_results
 from replicate.pac import train
 from replicate.pac.losses import PACConfig
-from replicate.pac.perceiver import SIZES, make_config, param_count, train_flops_per_sample
+from replicate.pac.perceiver import COMPUTE_DTYPES, SIZES, make_config, param_count, train_flops_per_sample
 
 
 def synthetic_data(n: int = 4096, obs: int = 24, act: int = 6, seed: int = 0):
@@ -41,6 +44,7 @@ def synthetic_data(n: int = 4096, obs: int = 24, act: int = 6, seed: int = 0):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="*", default=["tiny", "xs", "s", "m"], choices=sorted(SIZES))
+    ap.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"], choices=list(COMPUTE_DTYPES))
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--samples", type=int, default=8, help="M: sampled actions per state")
@@ -53,9 +57,10 @@ def main(argv=None):
     pac = PACConfig(num_policy_samples=args.samples)
     tc = train.TrainConfig(batch_size=args.batch)
     rows = []
-    for size in args.sizes:
+    base = {}
+    for size, dtype in ((s, d) for s in args.sizes for d in args.dtypes):
         net = make_config(size, obs_dim=24, action_dim=6, num_tasks=2, num_action_bins=args.action_bins,
-                          num_value_bins=51)
+                          num_value_bins=51, compute_dtype=dtype)
         model, state = train.init_state(net, pac, tc, jax.random.PRNGKey(0))
         fns = {"BC (baseline)": train.make_train_fn(model, pac, tc, args.steps, bc_only=True),
                "PAC": train.make_train_fn(model, pac, tc, args.steps)}
@@ -66,14 +71,19 @@ def main(argv=None):
                           warmup=1, min_time_s=0.5)
             per_step = t["median_s"] / args.steps
             sps = args.batch / per_step
-            row = {"size": size, "params": param_count(state.params), "method": method, "batch": args.batch,
-                   "ms_per_step": 1e3 * per_step, "samples_per_s": sps, "tokens_per_s": sps * net.num_input_tokens(),
-                   "model_tflops_per_s": sps * f_model / 1e12}
+            row = {"size": size, "params": param_count(state.params), "dtype": dtype, "method": method,
+                   "batch": args.batch, "ms_per_step": 1e3 * per_step, "samples_per_s": sps,
+                   "tokens_per_s": sps * net.num_input_tokens(), "model_tflops_per_s": sps * f_model / 1e12}
+            base.setdefault((size, method), sps) if dtype == "float32" else None
+            if (size, method) in base:
+                row["vs_float32"] = sps / base[(size, method)]
             if args.peak_tflops > 0:
                 row["mfu"] = row["model_tflops_per_s"] / args.peak_tflops
             rows.append(row)
             print(row, flush=True)
-    notes = (f"One jitted lax.scan of {args.steps} updates, batch {args.batch}, M={args.samples} sampled actions, "
+    notes = (f"Compute dtypes {args.dtypes} (bfloat16: matmuls and activations in bf16, parameters, gradients and "
+             "optimizer state float32, softmax and LayerNorm statistics float32). "
+             f"One jitted lax.scan of {args.steps} updates, batch {args.batch}, M={args.samples} sampled actions, "
              f"{args.action_bins} action bins; synthetic data with our dm_control shapes (obs 24, act 6, 2 tasks). "
              "Model FLOPs = each method's training FLOPs per sample (perceiver.train_flops_per_sample: BC = 3 x "
              "forward of encoder + policy decoder; PAC adds the critic on the data action (x3) and the target "

@@ -59,6 +59,8 @@ import jax.numpy as jnp
 from replicate.params import ParameterError
 
 Array = jax.Array
+#: Compute dtypes of :class:`PerceiverConfig` (mixed precision: parameters always float32).
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,9 @@ class PerceiverConfig:
         num_action_bins: bins per action dimension in [-1, 1] (policy and critic action encoding).
         num_value_bins: atoms of the categorical Q distribution.
         v_min, v_max: support of the categorical Q distribution.
+        compute_dtype: ``"float32"`` or ``"bfloat16"``: the dtype of activations and matrix products (mixed
+            precision: parameters, and so gradients and optimizer state, stay float32; LayerNorm statistics
+            and attention softmaxes are computed in float32; the policy and Q logits are returned in float32).
     """
 
     obs_dim: int
@@ -91,8 +96,12 @@ class PerceiverConfig:
     num_value_bins: int = 51
     v_min: float = 0.0
     v_max: float = 100.0
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ParameterError(
+                f"PerceiverConfig.compute_dtype={self.compute_dtype!r}; choose one of {COMPUTE_DTYPES}")
         for name in ("obs_dim", "action_dim", "num_tasks", "d_model", "num_latents", "num_heads", "mlp_ratio"):
             if int(getattr(self, name)) < 1:
                 raise ParameterError(f"PerceiverConfig.{name}={getattr(self, name)} must be >= 1")
@@ -105,6 +114,11 @@ class PerceiverConfig:
                                  "must be >= 2 (NUM_ACTION_BINS, NUM_VALUE_BINS)")
         if not self.v_max > self.v_min:
             raise ParameterError(f"v_max={self.v_max} must exceed v_min={self.v_min}")
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        """The compute dtype as a JAX dtype."""
+        return jnp.dtype(self.compute_dtype)
 
     @property
     def action_bins(self) -> Array:
@@ -144,10 +158,16 @@ def make_config(size: str, **kwargs: Any) -> PerceiverConfig:
 class MLP(nn.Module):
     hidden: int
     out: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
-        return nn.Dense(self.out)(nn.gelu(nn.Dense(self.hidden)(x)))
+        return nn.Dense(self.out, dtype=self.dtype)(nn.gelu(nn.Dense(self.hidden, dtype=self.dtype)(x)))
+
+
+def _attention(num_heads: int, dtype) -> nn.MultiHeadDotProductAttention:
+    return nn.MultiHeadDotProductAttention(num_heads=num_heads, deterministic=True, dtype=dtype,
+                                           force_fp32_for_softmax=True)
 
 
 class CrossAttentionBlock(nn.Module):
@@ -155,27 +175,27 @@ class CrossAttentionBlock(nn.Module):
 
     num_heads: int
     mlp_ratio: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, q, kv, kv_mask=None):
-        d = q.shape[-1]
+        d, dt = q.shape[-1], self.dtype
         mask = None if kv_mask is None else kv_mask[:, None, None, :]
-        q = q + nn.MultiHeadDotProductAttention(num_heads=self.num_heads, deterministic=True)(
-            nn.LayerNorm()(q), nn.LayerNorm()(kv), mask=mask
-        )
-        return q + MLP(self.mlp_ratio * d, d)(nn.LayerNorm()(q))
+        q = q + _attention(self.num_heads, dt)(nn.LayerNorm(dtype=dt)(q), nn.LayerNorm(dtype=dt)(kv), mask=mask)
+        return q + MLP(self.mlp_ratio * d, d, dt)(nn.LayerNorm(dtype=dt)(q))
 
 
 class SelfAttentionBlock(nn.Module):
     num_heads: int
     mlp_ratio: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z):
-        d = z.shape[-1]
-        h = nn.LayerNorm()(z)
-        z = z + nn.MultiHeadDotProductAttention(num_heads=self.num_heads, deterministic=True)(h, h)
-        return z + MLP(self.mlp_ratio * d, d)(nn.LayerNorm()(z))
+        d, dt = z.shape[-1], self.dtype
+        h = nn.LayerNorm(dtype=dt)(z)
+        z = z + _attention(self.num_heads, dt)(h, h)
+        return z + MLP(self.mlp_ratio * d, d, dt)(nn.LayerNorm(dtype=dt)(z))
 
 
 class PerceiverActorCritic(nn.Module):
@@ -188,23 +208,23 @@ class PerceiverActorCritic(nn.Module):
     cfg: PerceiverConfig
 
     def setup(self):
-        c = self.cfg
+        c, dt = self.cfg, self.cfg.dtype
         init = nn.initializers.normal(0.02)
         self.obs_value_w = self.param("obs_value_w", init, (c.obs_dim, c.d_model))
         self.obs_pos = self.param("obs_pos", init, (c.obs_dim, c.d_model))
         self.modality = self.param("modality", init, (2, c.d_model))  # 0: proprioception, 1: task
         self.task_embed = nn.Embed(c.num_tasks, c.d_model, embedding_init=init)
         self.latents = self.param("latents", init, (c.num_latents, c.d_model))
-        self.encoder = CrossAttentionBlock(c.num_heads, c.mlp_ratio)
-        self.blocks = [SelfAttentionBlock(c.num_heads, c.mlp_ratio) for _ in range(c.num_self_attention)]
-        self.final_ln = nn.LayerNorm()
+        self.encoder = CrossAttentionBlock(c.num_heads, c.mlp_ratio, dt)
+        self.blocks = [SelfAttentionBlock(c.num_heads, c.mlp_ratio, dt) for _ in range(c.num_self_attention)]
+        self.final_ln = nn.LayerNorm(dtype=dt)
         self.policy_queries = self.param("policy_queries", init, (c.action_dim, c.d_model))
-        self.policy_decoder = CrossAttentionBlock(c.num_heads, c.mlp_ratio)
-        self.policy_head = nn.Dense(c.num_action_bins, kernel_init=nn.initializers.zeros)
+        self.policy_decoder = CrossAttentionBlock(c.num_heads, c.mlp_ratio, dt)
+        self.policy_head = nn.Dense(c.num_action_bins, kernel_init=nn.initializers.zeros, dtype=dt)
         self.q_query = self.param("q_query", init, (c.d_model,))
         self.action_embed = self.param("action_embed", init, (c.action_dim, c.num_action_bins, c.d_model))
-        self.q_decoder = CrossAttentionBlock(c.num_heads, c.mlp_ratio)
-        self.q_head = nn.Dense(c.num_value_bins, kernel_init=nn.initializers.zeros)
+        self.q_decoder = CrossAttentionBlock(c.num_heads, c.mlp_ratio, dt)
+        self.q_head = nn.Dense(c.num_value_bins, kernel_init=nn.initializers.zeros, dtype=dt)
 
     def tokens(self, obs, obs_mask, task):
         """Input tokens ``e_I`` (B, obs_dim + 1, d) and their mask (B, obs_dim + 1)."""
@@ -212,12 +232,12 @@ class PerceiverActorCritic(nn.Module):
         proprio = obs[..., None] * self.obs_value_w + self.obs_pos + self.modality[0]
         task_tok = self.task_embed(task)[:, None, :] + self.modality[1]
         mask = jnp.concatenate([obs_mask, jnp.ones(task.shape + (1,), bool)], axis=-1)
-        return jnp.concatenate([proprio, task_tok], axis=1), mask
+        return jnp.concatenate([proprio, task_tok], axis=1).astype(self.cfg.dtype), mask
 
     def encode(self, obs, obs_mask, task):
         """Latent encoding ``z_M`` (B, num_latents, d)."""
         e, mask = self.tokens(obs, obs_mask, task)
-        z = jnp.broadcast_to(self.latents, (obs.shape[0],) + self.latents.shape)
+        z = jnp.broadcast_to(self.latents.astype(self.cfg.dtype), (obs.shape[0],) + self.latents.shape)
         z = self.encoder(z, e, mask)
         for blk in self.blocks:
             z = blk(z)
@@ -225,8 +245,8 @@ class PerceiverActorCritic(nn.Module):
 
     def policy_logits(self, z, action_mask):
         """Per-dimension action logits (B, action_dim, num_action_bins); padded dimensions are uniform (0)."""
-        q = jnp.broadcast_to(self.policy_queries, (z.shape[0],) + self.policy_queries.shape)
-        logits = self.policy_head(self.policy_decoder(q, z))
+        q = jnp.broadcast_to(self.policy_queries.astype(z.dtype), (z.shape[0],) + self.policy_queries.shape)
+        logits = self.policy_head(self.policy_decoder(q, z)).astype(jnp.float32)
         return jnp.where(action_mask[..., None], logits, 0.0)
 
     def q_logits(self, z, action_idx, action_mask):
@@ -234,8 +254,8 @@ class PerceiverActorCritic(nn.Module):
         c = self.cfg
         onehot = jax.nn.one_hot(action_idx, c.num_action_bins) * action_mask[..., None]  # (B, A, K)
         query = self.q_query + jnp.einsum("bak,akd->bd", onehot, self.action_embed)
-        out = self.q_decoder(query[:, None, :], z)[:, 0]
-        return self.q_head(out)
+        out = self.q_decoder(query[:, None, :].astype(z.dtype), z)[:, 0]
+        return self.q_head(out).astype(jnp.float32)
 
     def __call__(self, obs, obs_mask, task, action_idx, action_mask):
         z = self.encode(obs, obs_mask, task)
