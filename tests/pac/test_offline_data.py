@@ -153,3 +153,17 @@ def test_select_episodes_keeps_per_episode_arrays_aligned():
     assert sub["episode_returns"].tolist() == arrays["episode_returns"][1:].tolist()
     assert len(sub["rewards"]) == 8 and set(sub["episode_ids"].tolist()) == {1, 2}
     np.testing.assert_array_equal(offline_data.pad_columns(np.ones((2, 1)), 3), [[1, 0, 0], [1, 0, 0]])
+
+
+def test_expert_only_keeps_best_tier_renumbered_and_normalisation():
+    arrays, meta = make_dataset(episodes=7)  # qualities 0,1,2,0,1,2,0: episodes 2 and 5 are expert
+    meta = {**meta, "mix": {"random": 3, "medium": 2, "expert": 2}}
+    sub, sub_meta = offline_data.expert_only(arrays, meta)
+    offline_data.validate_dataset(sub, sub_meta, where="expert_only")  # schema-valid on its own
+    assert sub["episode_quality"].tolist() == [2, 2] and set(sub["quality"].tolist()) == {2}
+    assert sub["episode_ids"].tolist() == [0] * 4 + [1] * 4
+    np.testing.assert_array_equal(sub["rewards"], np.concatenate([arrays["rewards"][8:12], arrays["rewards"][20:24]]))
+    assert (sub_meta["expert_return"], sub_meta["random_return"]) == (3.0, 0.5)
+    assert sub_meta["mix"] == {"random": 0, "medium": 0, "expert": 2}
+    with pytest.raises(offline_data.DatasetError, match="no episodes of the best tier"):
+        offline_data.expert_only(*make_dataset(episodes=2))

@@ -266,6 +266,22 @@ def test_iql_policy_and_act():
     assert np.all(np.asarray(a[:, 1]) == 0)
 
 
+def test_policy_callable_appends_task_onehot_and_masks():
+    """:func:`offline_peers.policy` (what :func:`replicate.pac.train.evaluate` calls) is :func:`act` on the
+    observations with the task one-hot appended, padded action dimensions zeroed."""
+    cfg = TD3
+    st = init(cfg, jax.random.PRNGKey(3), OBS - 1 + 2, ACT)  # 2 raw dims + one-hot of 2 tasks
+    obs = np.arange(8, dtype=np.float32).reshape(4, 2) / 8
+    task = np.array([0, 1, 1, 0], np.int32)
+    mask = np.array([[1, 1], [1, 0], [1, 0], [1, 1]], bool)
+    got = np.asarray(offline_peers.policy(cfg, st.actor, 2)(obs, np.ones_like(obs, bool), task, mask))
+    onehot = np.eye(2, dtype=np.float32)[task]
+    want = np.asarray(offline_peers.act(cfg, st.actor, jnp.asarray(np.concatenate([obs, onehot], 1)),
+                                        jnp.asarray(mask, jnp.float32)))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert np.all(got[~mask] == 0)
+
+
 # ----------------------------------------------------------------------------- configs, data, accounting
 
 
@@ -477,3 +493,19 @@ def test_evaluate_rolls_out_in_dm_control():
     r = out["cartpole-balance"]
     assert 0 <= r["return"] <= 250 + 1e-6
     np.testing.assert_allclose(r["normalised"], (r["return"] - 50.0) / 200.0, rtol=1e-6)
+
+
+def test_run_row_counts_updates_flops_and_chunks():
+    """:func:`offline_peers.run` without evaluation: ``num_updates`` updates in chunks (the last one shorter),
+    FLOPs charged as :func:`update_flops` x updates, finite losses; no scores without evaluation episodes."""
+    rng = np.random.default_rng(0)
+    n = 32
+    merged = {"obs": rng.normal(size=(n, 2)).astype(np.float32), "next_obs": rng.normal(size=(n, 2)).astype(np.float32),
+              "action": rng.uniform(-1, 1, (n, 1)).astype(np.float32), "action_mask": np.ones((n, 1), bool),
+              "reward": rng.uniform(size=n).astype(np.float32), "discount": np.ones(n, np.float32),
+              "task": (np.arange(n) % 2).astype(np.int32), "obs_dim": np.array([2, 2])}
+    cfg = dataclasses.replace(TD3, num_updates=7, batch_size=4)
+    row = offline_peers.run(cfg, merged, [], seed=0, eval_episodes=0, action_repeat=4, chunk=3)
+    assert row["method"] == "TD3+BC" and row["steps"] == 7 and row["finite"]
+    assert row["train_flops"] == offline_peers.update_flops(cfg, 2 + 2, 1) * 7
+    assert "normalised_mean" not in row and "curve_eval" not in row

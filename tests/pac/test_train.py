@@ -63,3 +63,70 @@ def test_flop_method_and_run_charge():
     assert experiment.flop_method(0.75, 1.0) == "PAC"
     assert experiment.flop_method(1.0, 1.0) == "PAC"  # BC+Q needs the target passes for its critic
     assert experiment.flop_method(0.5, 0.0) == "PAC"  # the improvement term samples from the target policy
+
+
+def test_evaluate_scores_any_policy_callable_like_a_direct_rollout():
+    """:func:`train.evaluate` with a scripted policy (constant action) on a padded two-task mix gives, per task,
+    the mean return of direct ``DMCEnv`` rollouts with the same seeds, mapped through expert/random returns; the
+    policy sees standardised, padded observations and the masks."""
+    import pytest
+
+    pytest.importorskip("dm_control")
+    from replicate.rl.dmc import DMCEnv
+
+    tasks = [("cartpole-balance", 5, 1), ("point_mass-easy", 4, 2)]
+    o_max, a_max = 5, 2
+    merged = {"obs": np.zeros((1, o_max), np.float32), "action": np.zeros((1, a_max), np.float32),
+              "obs_dim": np.array([5, 4]), "action_dim": np.array([1, 2]),
+              "obs_mean": np.full((2, o_max), 0.5, np.float32), "obs_std": np.full((2, o_max), 2.0, np.float32)}
+    metas = [{"task": t, "task_id": i, "expert_return": 200.0, "random_return": 10.0} for i, (t, _, _) in
+             enumerate(tasks)]
+    seen = []
+
+    def policy(obs, obs_mask, task, action_mask):
+        seen.append((obs.copy(), obs_mask.copy(), task.copy(), action_mask.copy()))
+        return np.where(action_mask, 0.3, 7.0)  # padded entries must be dropped before env.step
+
+    out = train.evaluate(policy, merged, metas, episodes=2, seed=1, action_repeat=4)
+    obs0, obs_mask, task, action_mask = seen[0]
+    assert task.tolist() == [0, 0, 1, 1] and obs_mask[2:, 4:].sum() == 0 and action_mask[:2, 1:].sum() == 0
+    assert np.all(obs0[2:, 4] == 0)  # padding stays zero after standardisation
+    for i, (name, obs_dim, act_dim) in enumerate(tasks):
+        rets = []
+        for e in range(2):
+            env = DMCEnv(name, seed=50_000 + 97 * 1 + e, action_repeat=4)
+            o, ret, last = env.reset(), 0.0, False
+            np.testing.assert_allclose(obs0[2 * i + e, :obs_dim], (o - 0.5) / 2.0, rtol=1e-5)
+            while not last:
+                st = env.step(np.full(act_dim, 0.3))
+                ret, last = ret + st.reward, st.last
+            rets.append(ret)
+        assert out[name]["return"] == pytest.approx(np.mean(rets))
+        assert out[name]["normalised"] == pytest.approx((np.mean(rets) - 10.0) / 190.0)
+    row = train.score_row(out)
+    assert row["normalised_mean"] == pytest.approx(np.mean([out[t]["normalised"] for t, _, _ in tasks]))
+
+
+def test_update_flops_and_steps_per_budget_per_method():
+    """One FLOP budget, each method's own count: the Perceiver's per sample x batch, the peers' per update with
+    the task one-hot in the observation width; steps rounded to whole chunks."""
+    import pytest
+
+    from replicate.pac import experiment, offline_peers
+    from replicate.pac.perceiver import train_flops_per_sample
+    from replicate.params import ParameterError
+
+    merged = {"obs": np.zeros((4, 6), np.float32), "action": np.zeros((4, 2), np.float32), "obs_dim": np.array([6, 3])}
+    net = make_config("tiny", obs_dim=6, action_dim=2, num_tasks=2, num_action_bins=5, num_value_bins=11, v_max=10.0)
+    pac = PACConfig(num_policy_samples=3)
+    tc = train.TrainConfig(batch_size=8)
+    peers = {"TD3+BC": offline_peers.TD3BCConfig(hidden=(16,), batch_size=8), "IQL": offline_peers.IQLConfig()}
+    for m in ("BC", "PAC"):
+        assert experiment.update_flops(m, net, pac, tc, peers, merged) == train_flops_per_sample(net, pac, m) * 8
+    assert experiment.update_flops("TD3+BC", net, pac, tc, peers, merged) == offline_peers.update_flops(
+        peers["TD3+BC"], 6 + 2, 2)
+    with pytest.raises(ParameterError):
+        experiment.update_flops("CQL", net, pac, tc, peers, merged)
+    assert experiment.steps_for_budget(1e6, 1e3, 100) == 1000
+    assert experiment.steps_for_budget(1e6, 1e3, 300) == 900
+    assert experiment.steps_for_budget(1e3, 1e3, 100) == 100  # at least one chunk

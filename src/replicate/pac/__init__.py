@@ -1,9 +1,12 @@
 """PAC: Perceiver actor-critic trained offline (Springenberg et al. 2024, arXiv 2402.05546).
 
+Only the abstract, the Fig. 2 caption and secondary summaries of the paper could be read here: section,
+table and figure numbers other than Fig. 2 are unverified, and every value not sourced in a docstring is ours.
+
 Network and objective:
 
-- :mod:`replicate.pac.perceiver` -- the Perceiver actor-critic network (Sec. 3.2, Fig. 2)
-- :mod:`replicate.pac.losses` -- the offline actor-critic objective (Sec. 3.1); alpha = 1 is BC
+- :mod:`replicate.pac.perceiver` -- the Perceiver actor-critic network (as the Fig. 2 caption describes it)
+- :mod:`replicate.pac.losses` -- the offline actor-critic objective; alpha = 1 is BC, alpha = 0 full RL
 - :mod:`replicate.pac.train` -- jitted training loop (lax.scan, sharding-ready) and simulator evaluation
 
 Data (notebook 30):
@@ -15,6 +18,8 @@ Data (notebook 30):
 
 Runs and results (notebooks 31, 32):
 
-- :mod:`replicate.pac.experiment` -- one BC/PAC run; :mod:`replicate.pac.scaling` -- isoFLOP and parametric fits
+- :mod:`replicate.pac.offline_peers` -- the offline-RL peers TD3+BC and IQL (same data, same evaluation)
+- :mod:`replicate.pac.experiment` -- one BC/PAC/peer run at a FLOP budget
+- :mod:`replicate.pac.scaling` -- isoFLOP and parametric fits (our procedure)
 - :mod:`replicate.pac.analysis` -- summaries and verdict rules of notebooks 30-32
 """

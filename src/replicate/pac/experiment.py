@@ -10,17 +10,19 @@ The run's settings live in three configs, each owning its defaults and validatio
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from replicate.pac import train
+from replicate.pac import offline_peers, train
 from replicate.pac.losses import PACConfig, pac_loss
 from replicate.pac.perceiver import PerceiverConfig, make_config, param_count, train_flops_per_sample
+from replicate.params import ParameterError
 
-#: Behaviour cloning as ``(alpha, critic_weight)``: pure BC term, no critic loss (paper Sec. 3.1: alpha = 1 is BC).
+#: Behaviour cloning as ``(alpha, critic_weight)``: pure BC term, no critic loss (alpha = 1 is BC: secondary summary).
 BC = (1.0, 0.0)
 
 
@@ -36,6 +38,68 @@ def flop_method(alpha: float, critic_weight: float) -> str:
     term: encoder and policy decoder only), ``"PAC"`` otherwise (any critic or improvement term needs the target
     network's passes and the sampled-action critic passes)."""
     return "BC" if (float(alpha), float(critic_weight)) == BC else "PAC"
+
+
+#: The methods of notebook 31, in display order: BC and PAC (the Perceiver) and the offline-RL peers.
+ALL_METHODS = ("BC", "TD3+BC", "IQL", "PAC")
+
+
+def update_flops(method: str, net: PerceiverConfig, pac: PACConfig, tc: train.TrainConfig,
+                 peers: Mapping[str, offline_peers.PeerConfig], merged: Mapping[str, np.ndarray]) -> float:
+    """Training FLOPs of one update of ``method`` on these data: ``"BC"``/``"PAC"`` charge
+    :func:`replicate.pac.perceiver.train_flops_per_sample` x ``tc.batch_size``; ``"TD3+BC"``/``"IQL"`` charge
+    :func:`replicate.pac.offline_peers.update_flops` of ``peers[method]`` (observations with the task one-hot)."""
+    if method in ("BC", "PAC"):
+        return train_flops_per_sample(net, pac, method) * tc.batch_size
+    if method not in peers:
+        raise ParameterError(f"method={method!r}: choose one of {ALL_METHODS}")
+    obs_dim = merged["obs"].shape[1] + len(merged["obs_dim"])
+    return offline_peers.update_flops(peers[method], obs_dim, merged["action"].shape[1])
+
+
+def steps_for_budget(budget: float, flops_per_update: float, chunk: int) -> int:
+    """Updates that spend ``budget`` training FLOPs, rounded to a multiple of ``chunk`` (at least one chunk)."""
+    return max(chunk, int(round(budget / flops_per_update / chunk)) * chunk)
+
+
+def run_method(
+    method: str,
+    merged: Mapping[str, np.ndarray],
+    metas: Sequence[Mapping[str, Any]],
+    net: PerceiverConfig,
+    pac: PACConfig,
+    tc: train.TrainConfig,
+    peers: Mapping[str, offline_peers.PeerConfig],
+    budget: float,
+    seed: int,
+    *,
+    eval_episodes: int,
+    action_repeat: int,
+    chunk: int,
+    eval_every: int = 0,
+    alpha: float | None = None,
+) -> dict[str, Any]:
+    """One run of ``method`` (one of :data:`ALL_METHODS`) at a training budget of ``budget`` FLOPs: the method's
+    updates are :func:`steps_for_budget` of its own :func:`update_flops` (same compute, different step counts).
+
+    BC and PAC go through :func:`run` (PAC's BC weight ``alpha``, default ``pac.alpha``); TD3+BC and IQL through
+    :func:`replicate.pac.offline_peers.run` with ``peers[method]`` (its ``num_updates`` replaced), on the same
+    data with the same reward scale (``tc.reward_scale``). Both evaluate with
+    :func:`replicate.pac.train.evaluate`. The row gains ``method``, ``budget`` and ``flops_per_update``; the
+    Perceiver's per-update loss curves are dropped (plain, picklable data for :mod:`replicate.resumable`).
+    """
+    flops = update_flops(method, net, pac, tc, peers, merged)
+    steps = steps_for_budget(budget, flops, chunk)
+    if method in ("BC", "PAC"):
+        a, cw = BC if method == "BC" else (pac.alpha if alpha is None else alpha, 1.0)
+        row = run(merged, metas, net, pac, tc, steps, seed, a, cw, eval_episodes=eval_episodes,
+                  action_repeat=action_repeat, chunk=chunk, eval_every=eval_every)
+        row = {k: v for k, v in row.items() if k not in ("curve_bc_nll", "curve_critic")}
+    else:
+        cfg = dataclasses.replace(peers[method], num_updates=steps)
+        row = offline_peers.run(cfg, merged, metas, seed, eval_episodes=eval_episodes, action_repeat=action_repeat,
+                                reward_scale=tc.reward_scale, eval_every=eval_every, chunk=chunk)
+    return {**row, "method": method, "budget": float(budget), "flops_per_update": float(flops)}
 
 
 def network_config(merged: Mapping[str, np.ndarray], size: str, num_action_bins: int, num_value_bins: int,
@@ -61,18 +125,36 @@ def run(
     action_repeat: int,
     holdout: Mapping[str, np.ndarray] | None = None,
     chunk: int = 0,
+    eval_every: int = 0,
 ) -> dict[str, Any]:
     """Train from scratch with ``(alpha, critic_weight)`` for ``steps`` updates; return a result row.
 
     With ``holdout`` the row has the held-out losses (:func:`heldout_losses`); with ``eval_episodes > 0``
-    the normalised return of ``eval_episodes`` simulator episodes per task (``action_repeat`` as in the data).
+    the normalised return of ``eval_episodes`` simulator episodes per task (``action_repeat`` as in the data;
+    :func:`replicate.pac.train.evaluate`). Training runs in jitted scans of ``chunk`` updates (default: all at
+    once). With ``eval_every > 0`` (and ``eval_episodes > 0``) the policy is also evaluated after every
+    ``eval_every`` updates (rounded up to a multiple of ``chunk``): ``curve_eval_steps``, ``curve_eval``
+    (normalised mean over tasks) and ``curve_eval_tasks`` (per task), the last point being the final score.
     """
     key = jax.random.PRNGKey(seed)
     k_init, k_fit = jax.random.split(key)
     model, state = train.init_state(net, pac, tc, k_init)
     data = train.device_data(merged, tc.reward_scale)
-    state, metrics, seconds = train.fit(model, state, data, k_fit, pac, tc, steps, chunk=chunk, alpha=alpha,
-                                        critic_weight=critic_weight)
+    chunk = min(chunk or steps, steps)
+    logs, seconds, curve, done, since_eval = [], 0.0, [], 0, 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        state, m, s = train.fit(model, state, data, jax.random.fold_in(k_fit, done), pac, tc, n, alpha=alpha,
+                                critic_weight=critic_weight)
+        logs.append(m)
+        seconds += s
+        done, since_eval = done + n, since_eval + n
+        if eval_episodes > 0 and eval_every > 0 and (done == steps or since_eval >= eval_every):
+            ev = train.evaluate(train.perceiver_policy(model, state.params), merged, metas, eval_episodes, seed,
+                                action_repeat=action_repeat)
+            curve.append((done, ev))
+            since_eval = 0
+    metrics = {k: np.concatenate([log[k] for log in logs]) for k in logs[0]}
     tail = max(1, steps // 10)
     row: dict[str, Any] = {
         "alpha": alpha, "critic_weight": critic_weight, "seed": seed, "steps": steps,
@@ -86,11 +168,11 @@ def run(
     if holdout is not None:
         row.update(heldout_losses(model, state, holdout, pac, tc, seed))
     if eval_episodes > 0:
-        ev = train.evaluate(model, state.params, merged, metas, eval_episodes, seed, action_repeat=action_repeat)
-        for task, r in ev.items():
-            row[f"norm/{task}"] = r["normalised"]
-            row[f"return/{task}"] = r["return"]
-        row["normalised_mean"] = float(np.mean([r["normalised"] for r in ev.values()]))
+        ev = curve[-1][1] if curve else train.evaluate(train.perceiver_policy(model, state.params), merged, metas,
+                                                        eval_episodes, seed, action_repeat=action_repeat)
+        row.update(train.score_row(ev))
+    if curve:
+        row.update(train.eval_curve(curve))
     return row
 
 

@@ -1,11 +1,13 @@
-"""The offline actor-critic objective of PAC (Springenberg et al. 2024, arXiv 2402.05546, Sec. 3.1).
+"""The offline actor-critic objective of PAC (Springenberg et al. 2024, arXiv 2402.05546; its method section
+could not be read here).
 
 Notation: ``D`` the offline data, ``pi`` the policy being trained, ``pi'`` / ``Q'`` the *target* network
 (a periodically copied set of parameters), ``b`` the (unknown) behaviour policy that generated ``D``.
 
 **Policy.** The paper starts from a KL-regularised policy-improvement problem whose solution is the
 improved policy ``pi_imp(a|s) ∝ pi'(a|s) exp(Q(s,a)/eta)`` (MPO-style E-step, Abdolmaleki et al. 2018),
-and projects onto the parametric policy a *mixture* of this improved policy and the data (Sec. 3.1)::
+and projects onto the parametric policy a *mixture* of this improved policy and the data (secondary summaries;
+the paper's own equation is unverified)::
 
     L_pi = E_{s~D}[ (1 - alpha) KL(pi_imp(.|s) || pi(.|s)) + alpha KL(b(.|s) || pi(.|s)) ]
          = - E_{(s,a)~D}[ (1 - alpha) sum_j w_j log pi(a_j|s) + alpha log pi(a|s) ] + const,
@@ -18,7 +20,7 @@ eta E_s log mean_j exp(Q'(s,a_j)/eta)`` (a KL bound ``epsilon`` between ``pi_imp
 fixed (``learn_temperature=False``).
 
 **Critic.** The critic is distributional (a categorical distribution over fixed atoms, Bellemare et al.
-2017; paper Sec. 3.2/Fig. 2 "logits of the distributional Q-function") and trained by TD learning with
+2017; paper Fig. 2 caption: "logits of the distributional Q-function") and trained by TD learning with
 the target network, bootstrapping with actions from the policy::
 
     L_Q = E_{(s,a,r,s')~D}[ CE( Phi[ r + gamma d Z'(s', a') ],  Z(s, a) ) ],   a' ~ pi'(.|s'),
@@ -29,12 +31,12 @@ distribution is the average over ``M'`` sampled bootstrap actions. ``d`` is the 
 
 **Total.** One network with shared encoder: ``L = L_pi + critic_weight * L_Q`` (+ ``g(eta)`` for the
 separate temperature parameter). With ``alpha = 1`` the policy gradient equals the BC gradient; the
-critic is still trained (the paper's "BC+Q" baseline); with ``critic_weight = 0`` as well, the whole
-update is plain BC.
+critic is still trained ("BC+Q": our label; whether the paper names or runs such a baseline is unverified);
+with ``critic_weight = 0`` as well, the whole update is plain BC.
 
 **Checked against the paper (and what could not be).** The paper's full text (method section,
 appendix tables) could not be retrieved in this environment; only its abstract, the Fig. 2 caption
-and public summaries of Sec. 3.1 could. Verified from those:
+and public summaries of its method could. Verified from those:
 
 * the alpha convention: the paper's alpha weights the BC (data) term and ``1 - alpha`` the
   Q-derived improved policy, "pure BC at alpha = 1, full RL at alpha = 0". Ours is the same
@@ -70,11 +72,11 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class PACConfig:
-    """Hyper-parameters of the offline actor-critic objective (paper Sec. 3.1; defaults noted).
+    """Hyper-parameters of the offline actor-critic objective (defaults are our choices unless noted).
 
     Attributes:
         alpha: weight of the BC term; ``1 - alpha`` weights Q-based improvement (the paper's α,
-            same convention: α = 1 is pure BC, α = 0 pure RL, Sec. 3.1). Our default 0.75 is a choice;
+            same convention: α = 1 is pure BC, α = 0 pure RL; secondary summary). Our default 0.75 is a choice;
             the paper's value for PAC is not verified.
         gamma: discount of the TD target.
         num_policy_samples: ``M`` actions sampled from the target policy per state for the policy

@@ -4,8 +4,8 @@ multi-task training mix (padded, standardised, with an optional held-out split).
 Who makes the data: :mod:`replicate.pac.experts` trains the SAC experts, :mod:`replicate.pac.collect`
 rolls out their snapshots into per-task datasets; this module stores, reads and mixes them.
 
-Our substitute for the paper's 132-task data mix (Sec. 4 / App. "Data"): one file per task with
-mixed-quality episodes (expert, sub-optimal snapshots, random policy), made the D4RL way
+Our substitute for the paper's 132-task data mix (abstract; where the paper describes it is unverified): one
+file per task with mixed-quality episodes (expert, sub-optimal snapshots, random policy), made the D4RL way
 (Fu et al. 2020). One ``.npz`` file (compressed, written atomically through :mod:`replicate.io`)
 per task, ``data/pac/datasets/<dataset>/<task>.npz``.
 
@@ -203,7 +203,8 @@ def tier_summary(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> l
 
 
 def normalised_return(ret: float | np.ndarray, expert_return: float, random_return: float):
-    """Paper-style normalised score: expert = 1, random = 0."""
+    """Normalised score: expert = 1, random = 0 (our normalisation, common in offline RL; the paper's own
+    normalisation is unverified)."""
     return (np.asarray(ret) - random_return) / max(expert_return - random_return, 1e-8)
 
 
@@ -270,6 +271,26 @@ def select_episodes(arrays: Mapping[str, np.ndarray], keep: np.ndarray) -> dict[
     """
     rows = keep[arrays["episode_ids"]]
     return {k: (v[keep] if SCHEMA.get(k, (0, "", "N"))[2] == "E" else v[rows]) for k, v in arrays.items()}
+
+
+def expert_only(arrays: Mapping[str, np.ndarray],
+                meta: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The best-tier ("expert") episodes of one task's dataset, as a dataset of their own (schema-valid).
+
+    Episodes are renumbered ``0..E'-1``; the meta keeps the source's normalisation constants
+    (``expert_return``, ``random_return``), so scores on the expert-only data and on the mixed data are on
+    one scale, and its ``mix`` counts only the kept episodes. The sanity anchor of notebook 31 (BC must
+    learn a near-expert policy from these before any PAC-vs-BC verdict).
+    """
+    best = len(meta["quality_names"]) - 1
+    keep = np.asarray(arrays["episode_quality"]) == best
+    if not keep.any():
+        raise DatasetError(f"{meta['task']}: no episodes of the best tier {meta['quality_names'][best]!r}")
+    out = select_episodes(arrays, keep)
+    new_id = np.cumsum(keep) - 1
+    out["episode_ids"] = new_id[out["episode_ids"]].astype(np.int32)
+    mix = {t: (int(meta["mix"].get(t, 0)) if t == meta["quality_names"][best] else 0) for t in meta["mix"]}
+    return out, {**meta, "mix": mix}
 
 
 def holdout_mask(num_episodes: int, holdout_episodes: int) -> np.ndarray:

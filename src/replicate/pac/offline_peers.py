@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -47,9 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from replicate.pac import offline_data
+from replicate.pac import train
 from replicate.params import ParameterError
-from replicate.rl.dmc import DMCEnv
 
 Array = jax.Array
 
@@ -627,6 +627,16 @@ def _policy_fn(cfg: PeerConfig):
     return jax.jit(lambda params, obs, mask: act(cfg, params, obs, mask))
 
 
+def policy(cfg: PeerConfig, actor_params, num_tasks: int) -> train.Policy:
+    """The deterministic policy (:func:`act`) as a :data:`replicate.pac.train.Policy` for
+    :func:`replicate.pac.train.evaluate`: the task one-hot is appended to the observations, the action mask
+    zeroes the padded dimensions."""
+    fn = _policy_fn(cfg)
+    return lambda obs, obs_mask, task, action_mask: fn(
+        actor_params, with_task_onehot(obs, task, num_tasks), np.asarray(action_mask, np.float32)
+    )
+
+
 def evaluate(
     cfg: PeerConfig,
     actor_params,
@@ -637,43 +647,70 @@ def evaluate(
     *,
     action_repeat: int,
 ) -> dict[str, dict[str, float]]:
-    """Roll out the deterministic policy (:func:`act`) on every task, as :func:`replicate.pac.train.evaluate`
-    does for PAC and BC (same environment seeds, observation standardisation and padding): per task the
-    mean return and the normalised return (expert 1, random 0).
+    """:func:`replicate.pac.train.evaluate` (the evaluation of PAC and BC: same environment seeds, observation
+    standardisation, padding and normalised return) of the deterministic policy :func:`policy`."""
+    pol = policy(cfg, actor_params, len(merged["obs_dim"]))
+    return train.evaluate(pol, merged, metas, episodes, seed, action_repeat=action_repeat)
+
+
+def run(
+    cfg: PeerConfig,
+    merged: Mapping[str, np.ndarray],
+    metas: Sequence[Mapping[str, Any]],
+    seed: int,
+    *,
+    eval_episodes: int,
+    action_repeat: int,
+    reward_scale: float = 1.0,
+    eval_every: int = 0,
+    chunk: int = 0,
+) -> dict[str, Any]:
+    """One run of a peer, the counterpart of :func:`replicate.pac.experiment.run`: fresh networks from ``seed``,
+    ``cfg.num_updates`` minibatch updates on :func:`from_merged` ``(merged, reward_scale)`` (in jitted scans of
+    ``chunk`` updates, default all at once), then the shared evaluation (:func:`replicate.pac.train.evaluate`,
+    ``eval_episodes`` per task; none when 0). With ``eval_every > 0`` also after every ``eval_every`` updates
+    (rounded up to a multiple of ``chunk``): the ``curve_eval*`` columns of :func:`replicate.pac.train.eval_curve`.
+
+    The row holds ``method``, ``seed``, ``steps``, ``train_seconds``, ``train_flops`` (:func:`update_flops` x
+    updates), ``finite`` (all losses finite), ``critic_loss_end`` / ``actor_loss_end`` (mean of the last 10 %
+    of updates) and the scores (:func:`replicate.pac.train.score_row`).
     """
-    policy = _policy_fn(cfg)
-    o_max, a_max = merged["obs"].shape[1], merged["action"].shape[1]
-    num_tasks = len(merged["obs_dim"])
-    envs, tids = [], []
-    for meta in metas:
-        for i in range(episodes):
-            envs.append(DMCEnv(meta["task"], seed=50_000 + 97 * seed + i, action_repeat=action_repeat))
-            tids.append(int(meta["task_id"]))
-    tids = np.asarray(tids, np.int32)
-    mean, std = merged["obs_mean"][tids], merged["obs_std"][tids]
-    obs_mask = np.arange(o_max)[None] < merged["obs_dim"][tids][:, None]
-    act_mask = (np.arange(a_max)[None] < merged["action_dim"][tids][:, None]).astype(np.float32)
-    raw = np.zeros((len(envs), o_max), np.float32)
-    for i, env in enumerate(envs):
-        o = env.reset()
-        raw[i, : len(o)] = o
-    rets = np.zeros(len(envs))
-    done = np.zeros(len(envs), bool)
-    while not done.all():
-        obs = with_task_onehot(np.where(obs_mask, (raw - mean) / std, 0.0).astype(np.float32), tids, num_tasks)
-        a = np.asarray(policy(actor_params, obs, act_mask))
-        for i, env in enumerate(envs):
-            if done[i]:
-                continue
-            st = env.step(a[i, : env.action_dim])
-            raw[i, : len(st.obs)] = st.obs
-            rets[i] += st.reward
-            done[i] = st.last
-    out = {}
-    for meta in metas:
-        r = rets[tids == int(meta["task_id"])]
-        out[meta["task"]] = {
-            "return": float(r.mean()),
-            "normalised": float(offline_data.normalised_return(r.mean(), meta["expert_return"], meta["random_return"])),
-        }
-    return out
+    arrays = {k: jnp.asarray(v) for k, v in check_data(from_merged(merged, reward_scale)).items()}
+    obs_dim, act_dim = arrays["obs"].shape[1], arrays["action"].shape[1]
+    k_init, k_run = jax.random.split(jax.random.PRNGKey(seed))
+    state = init(cfg, k_init, obs_dim, act_dim)
+    total = cfg.num_updates
+    chunk = min(chunk or total, total)
+    logs, curve, seconds, done, since_eval = [], [], 0.0, 0, 0
+    while done < total:
+        n = min(chunk, total - done)
+        t0 = time.perf_counter()
+        state, m = make_update_chunk_cached(cfg, n)(state, arrays, jax.random.fold_in(k_run, done))
+        jax.block_until_ready(state)
+        seconds += time.perf_counter() - t0
+        logs.append(jax.device_get(m))
+        done, since_eval = done + n, since_eval + n
+        if eval_episodes > 0 and (done == total or (eval_every > 0 and since_eval >= eval_every)):
+            ev = evaluate(cfg, state.actor, merged, metas, eval_episodes, seed, action_repeat=action_repeat)
+            curve.append((done, ev))
+            since_eval = 0
+    metrics = {k: np.concatenate([log[k] for log in logs]) for k in logs[0]}
+    tail = max(1, total // 10)
+    row: dict[str, Any] = {
+        "method": method_name(cfg), "seed": seed, "steps": total, "train_seconds": seconds,
+        "train_flops": update_flops(cfg, obs_dim, act_dim) * total,
+        "finite": bool(all(np.isfinite(v).all() for v in metrics.values())),
+        "critic_loss_end": float(metrics["critic_loss"][-tail:].mean()),
+        "actor_loss_end": float(metrics["actor_loss"][-tail:].mean()),
+    }
+    if curve:
+        row.update(train.score_row(curve[-1][1]))
+        if eval_every > 0:
+            row.update(train.eval_curve(curve))
+    return row
+
+
+@functools.lru_cache(maxsize=16)
+def make_update_chunk_cached(cfg: PeerConfig, num_updates: int) -> Callable:
+    """:func:`make_update_chunk`, compiled once per ``(cfg, num_updates)``."""
+    return make_update_chunk(cfg, num_updates)

@@ -1,4 +1,8 @@
-"""Scaling-law fits for the PAC isoFLOP sweep (paper Sec. 4.2 follows Hoffmann et al. 2022, "Chinchilla").
+"""Scaling-law fits for the PAC isoFLOP sweep, following Hoffmann et al. 2022 ("Chinchilla"): our procedure.
+
+The paper says offline actor-critic "follows similar scaling laws as supervised learning" (abstract); its
+fitting procedure, section and exponents could not be read here, so the choices below are ours (Chinchilla's
+approaches 2 and 3), not verified as the paper's.
 
 * **isoFLOP profiles** (Chinchilla approach 2): for each compute budget ``C`` train several model
   sizes ``N`` for ``D = C / (k N)`` samples; fit a parabola to loss vs ``log N``; its minimum is

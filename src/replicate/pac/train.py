@@ -1,10 +1,11 @@
 """Offline training loop (jitted ``lax.scan`` over steps, data-parallel with ``jax.sharding``) and
-evaluation of the multi-task policy in every task's simulator (paper Sec. 4: normalised scores).
+evaluation of any multi-task policy in every task's simulator (normalised scores, expert 1 / random 0:
+our normalisation).
 
-One update (paper Sec. 3.1): sample a minibatch uniformly from the mixed offline data, take a
+One update: sample a minibatch uniformly from the mixed offline data, take a
 gradient step on ``L_pi + critic_weight L_Q`` (network) and the temperature dual (``log eta``), and
 copy the online parameters into the target network every ``target_update_period`` steps (a periodic
-hard copy: the paper's exact target-update rule and period are not verified, see ``losses``).
+hard copy: our choice; the paper's target-update rule and period are not verified, see ``losses``).
 When more than one device is present, the minibatch is sharded over a 1-D ``data`` mesh and the
 parameters are replicated; XLA inserts the gradient all-reduce (GSPMD), so the same code runs on
 one CPU, or on 8 accelerators.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -91,7 +92,7 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
                   bc_only: bool = False):
     """A jitted ``(state, data, key, alpha, critic_weight) -> (state, metrics)`` running ``num_steps``
     updates in ``lax.scan``. ``alpha`` and ``critic_weight`` are traced scalars (one compilation for
-    BC = (1, 0), BC+Q = (1, 1), PAC = (alpha, 1) and any alpha sweep).
+    BC = (1, 0), BC+Q (our label) = (1, 1), PAC = (alpha, 1) and any alpha sweep).
     ``bc_only=True`` compiles a plain BC step instead (encoder + policy decoder only; no target or
     critic passes): the cheap baseline for throughput benchmarks; it gives the same gradients as
     ``(alpha, critic_weight) = (1, 0)``.
@@ -170,6 +171,12 @@ def fit(model, state: TrainState, data, key: Array, pac_cfg: PACConfig, train_cf
 # Evaluation in the simulators.
 
 
+#: A multi-task policy for :func:`evaluate`: ``policy(obs, obs_mask, task, action_mask) -> actions``, with ``obs``
+#: ``(E, O_max)`` standardised per task and zero-padded (float32), ``obs_mask`` ``(E, O_max)`` and ``action_mask``
+#: ``(E, A_max)`` bool, ``task`` ``(E,)`` int32; actions ``(E, A_max)`` in [-1, 1] (padded entries ignored).
+Policy = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
+
+
 @functools.lru_cache(maxsize=8)
 def make_policy_fn(model: PerceiverActorCritic):
     """Jitted greedy policy: per action dimension the most likely bin (mode of the factorised categorical)."""
@@ -183,9 +190,14 @@ def make_policy_fn(model: PerceiverActorCritic):
     return act
 
 
+def perceiver_policy(model: PerceiverActorCritic, params) -> Policy:
+    """The Perceiver's greedy policy (:func:`make_policy_fn`) with ``params`` bound, for :func:`evaluate`."""
+    act = make_policy_fn(model)
+    return lambda obs, obs_mask, task, action_mask: act(params, obs, obs_mask, task, action_mask)
+
+
 def evaluate(
-    model: PerceiverActorCritic,
-    params,
+    policy: Policy,
     merged: Mapping[str, np.ndarray],
     metas: Sequence[Mapping[str, Any]],
     episodes: int,
@@ -193,10 +205,14 @@ def evaluate(
     *,
     action_repeat: int,
 ) -> dict[str, dict[str, float]]:
-    """Roll out the multi-task policy on every task (all episodes of all tasks in lockstep, one jitted
-    call per step) and return per task the mean return and the normalised return (expert 1, random 0).
+    """Roll out a multi-task policy on every task and score it; the one evaluation of notebooks 31 and 32 for
+    every method (BC, PAC: :func:`perceiver_policy`; TD3+BC, IQL: :func:`replicate.pac.offline_peers.policy`).
+
+    All episodes of all tasks run in lockstep (one policy call per step); environment seeds
+    ``50_000 + 97 seed + i``; observations standardised with the training data's per-task statistics and
+    padded as in training. Returns per task the mean return and the normalised return (expert tier = 1,
+    random tier = 0 of the dataset's own episodes: our normalisation, :func:`offline_data.normalised_return`).
     """
-    act = make_policy_fn(model)
     o_max, a_max = merged["obs"].shape[1], merged["action"].shape[1]
     envs, tids = [], []
     for meta in metas:
@@ -215,7 +231,7 @@ def evaluate(
     done = np.zeros(len(envs), bool)
     while not done.all():
         obs = np.where(obs_mask, (raw - mean) / std, 0.0).astype(np.float32)
-        a = np.asarray(act(params, obs, obs_mask, tids, act_mask))
+        a = np.asarray(policy(obs, obs_mask, tids, act_mask))
         for i, e in enumerate(envs):
             if done[i]:
                 continue
@@ -231,3 +247,24 @@ def evaluate(
             "normalised": float(offline_data.normalised_return(r.mean(), meta["expert_return"], meta["random_return"])),
         }
     return out
+
+
+def score_row(ev: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Flatten :func:`evaluate`'s result into a result row: ``norm/<task>``, ``return/<task>`` and
+    ``normalised_mean`` (mean over tasks)."""
+    row: dict[str, float] = {}
+    for task, r in ev.items():
+        row[f"norm/{task}"] = r["normalised"]
+        row[f"return/{task}"] = r["return"]
+    row["normalised_mean"] = float(np.mean([r["normalised"] for r in ev.values()]))
+    return row
+
+
+def eval_curve(points: Sequence[tuple[int, Mapping[str, Mapping[str, float]]]]) -> dict[str, Any]:
+    """Learning-curve columns of a result row from ``[(updates, evaluate(...)), ...]``: ``curve_eval_steps``,
+    ``curve_eval`` (normalised mean over tasks) and ``curve_eval_tasks`` (``{task: [normalised, ...]}``)."""
+    tasks = list(points[0][1])
+    return {"curve_eval_steps": [int(n) for n, _ in points],
+            "curve_eval": [float(np.mean([ev[t]["normalised"] for t in tasks])) for _, ev in points],
+            "curve_eval_tasks": {t: [float(ev[t]["normalised"]) for _, ev in points] for t in tasks}}
+
