@@ -9,7 +9,7 @@ JAX's default backend is (a GPU when one is lent; the CPU otherwise, where ``--q
 2. the DeepSea agent (PPO + RECODE vs no bonus, jitted end to end): environment steps per second;
 3. the Atari agent (notebook 13's, with learning): agent steps per second and the collect/update split
    (needs ale-py or envpool; skipped otherwise);
-4. PAC: samples/s and MFU per size preset, float32 and (if the train config offers it) bfloat16 compute,
+4. PAC: samples/s and MFU per size preset, float32 and bfloat16 compute (``PerceiverConfig.compute_dtype``),
    counting the FLOPs PAC really computes (``perceiver.train_flops_per_sample``);
 5. the Gemma 3 270M forward at 128 / 512 / 2048 tokens (if its weights package is installed).
 
@@ -196,8 +196,7 @@ def pac_rows(quick: bool, deadline: float) -> list[dict]:
     rows = []
     data = pac_train_step.synthetic_data()
     sizes = ["tiny"] if quick else sorted(perceiver.SIZES, key=lambda s: perceiver.SIZES[s]["d_model"])
-    fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
-    dtypes = ["float32"] + (["bfloat16"] if "compute_dtype" in fields else [])
+    dtypes = list(perceiver.COMPUTE_DTYPES)
     batch = 64 if quick else 1024
     pac = PACConfig()
     for size in sizes:
@@ -205,10 +204,9 @@ def pac_rows(quick: bool, deadline: float) -> list[dict]:
             if rows and time.monotonic() > deadline:
                 rows.append(skipped("pac", f"time budget spent before {size}/{dtype}"))
                 return rows
-            extra = {"compute_dtype": dtype} if "compute_dtype" in fields else {}
-            tc = train.TrainConfig(batch_size=batch, **extra)
+            tc = train.TrainConfig(batch_size=batch)
             net = perceiver.make_config(size, obs_dim=24, action_dim=6, num_tasks=2, num_action_bins=21,
-                                        num_value_bins=51)
+                                        num_value_bins=51, compute_dtype=dtype)
             model, state = train.init_state(net, pac, tc, jax.random.PRNGKey(0))
             steps = 10
             fn = train.make_train_fn(model, pac, tc, steps)
