@@ -65,3 +65,15 @@ def test_act_is_layout_free_and_draws_each_env_with_its_own_key():
     halves = [act(params, obs[sl], keys[0, sl])[0] for sl in (slice(0, 2), slice(2, 4))]
     np.testing.assert_array_equal(np.concatenate(halves), a)
     assert a.shape == (4,) and logp.shape == (4,) and np.all(np.asarray(logp) <= 0)
+
+
+def test_emm_and_ngu_on_atari_use_ngus_episodic_capacity():
+    """Atari has no step limit in the bonus env: EMM's/NGU's episodic memory takes NGU's capacity (30 000)."""
+    import jax
+
+    env = atari_agent.bonus_env(18, 84, "pitfall")
+    for name in ("emm", "ngu"):
+        b = bonus.make_bonus(name, env, 2, atari_agent.RunConfig(embed_dim=8).bonus_config())
+        st = b.init(jax.random.PRNGKey(0), env)
+        assert b.name == name and st["memory"].memory.shape == (2, 30_000, 8)
+    assert set(atari_agent.METHODS) == {"none", "rnd", "emm", "ngu", "recode"}

@@ -70,6 +70,8 @@ def test_end_of_budget_summaries_and_the_score_fallback(results):
         ({"recode": 3, "rnd": 3, "none": 1}, verdicts.PARTLY),  # equal to RND is not ahead of it
         ({"recode": 1, "rnd": 0, "none": 2}, verdicts.PARTLY),
         ({"recode": 1, "rnd": 1, "none": 1}, verdicts.NOT_REPRODUCED),
+        ({"recode": 3, "rnd": 2, "none": 1, "emm": 2, "ngu": 2}, verdicts.REPRODUCED),
+        ({"recode": 3, "rnd": 2, "none": 1, "emm": 2, "ngu": 4}, verdicts.PARTLY),  # every rival run counts
     ],
 )
 def test_recode_label_needs_strictly_more(values, label):

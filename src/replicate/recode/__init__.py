@@ -5,7 +5,8 @@
   and their boundary twins ``checked_reward``, ``checked_step``, ``checked_update``, ``checked_run_stream``
   (validate the inputs, then call the core: what notebooks and CLIs call).
 - :mod:`replicate.recode.reference` -- Algorithm 1 transcribed in NumPy, one embedding at a time.
-- :mod:`replicate.recode.baselines` -- NGU episodic memory, RND, tabular counts, reward normalisation.
+- :mod:`replicate.recode.baselines` -- NGU's episodic memory (the paper's EMM), NGU's RND modulation (NGU proper), RND,
+  tabular counts.
 - :mod:`replicate.recode.representations` -- AP (inverse dynamics) and CASM (masked transformer).
 - :mod:`replicate.recode.streams`, :mod:`replicate.recode.experiments` -- notebook 10's stream and drivers.
 """

@@ -17,7 +17,7 @@ identical is *unverified*: its appendix could not be read here) does, in this or
 * l.15-16 otherwise merge ``e`` into ``i``: ``f_i <- c_i/(c_i+1) f_i + e/(c_i+1)``, ``c_i <- c_i + 1``.
 
 The reward is normalised by a running estimate of its standard deviation by the *agent*
-(Sec. 3, "as in Burda et al. 2019"); :class:`RewardNormaliser` in ``baselines`` does that; the
+(Sec. 3, "as in Burda et al. 2019"); :func:`replicate.rl.ppo.normalise_intrinsic` does that; the
 memory returns the raw ``r`` and ``N``.
 
 Choices where the paper is silent (each one is a field of :class:`RecodeConfig` or documented

@@ -13,7 +13,7 @@
   never ``a_t`` itself since that one is masked). ``N = 4`` masks are sampled per trajectory (Sec. 4).
   RECODE clusters the transformer *inputs* ``f_theta(o_t)``, so no trajectory information leaks into
   the embedding. Sizes (layers, heads, width, sequence length, mask probability) are in the paper's
-  appendix, which we could not read here: they are :class:`CASMConfig` fields with small defaults.
+  appendix, which we could not read here: they are :class:`CASMConfig` fields with small defaults (our choice).
 
 Both give ``embed(params, observations) -> (B, embed_dim)`` for the memory.
 """
