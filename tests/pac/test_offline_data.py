@@ -118,6 +118,12 @@ def test_named_datasets_round_trip_and_expert_share(tmp_path, monkeypatch):
                                       {"quality_names": ["random", "x"], "mix": {"random": 1, "x": 1}}]) == 0.375
     with pytest.raises(offline_data.DatasetError, match="notebooks/30_pac_datasets"):
         offline_data.read_datasets("cpu/missing")
+    # A subset of the tasks: ids keep their numbers, the left-out task is absent from the rows.
+    sub, _, metas = offline_data.load_mixed("cpu/toy", tasks=["other-task"])
+    assert [m["task"] for m in metas] == ["other-task"] and set(sub["task"].tolist()) == {1}
+    assert sub["obs_dim"].tolist() == [0, 5] and len(sub["reward"]) == len(per_task[1][0]["rewards"])
+    with pytest.raises(offline_data.DatasetError, match="no task"):
+        offline_data.load_mixed("cpu/toy", tasks=["walker-walk"])
 
 
 def test_holdout_split_partitions_episodes_and_shares_normalisation(tmp_path, monkeypatch):

@@ -301,13 +301,20 @@ def holdout_mask(num_episodes: int, holdout_episodes: int) -> np.ndarray:
     return hold
 
 
-def load_mixed(name: str, holdout_episodes: int = 0):
-    """Read dataset ``name`` (all tasks) and merge it; optionally hold out ``holdout_episodes`` episodes of
-    every task (:func:`holdout_mask`).
+def load_mixed(name: str, holdout_episodes: int = 0, tasks: Sequence[str] | None = None):
+    """Read dataset ``name`` (all tasks, or only ``tasks``) and merge it; optionally hold out ``holdout_episodes``
+    episodes of every task (:func:`holdout_mask`).
 
+    With ``tasks`` the other tasks are left out; task ids keep their numbers (the one-hot width stays that of
+    the full dataset; a left-out task's rows of ``obs_dim``/``action_dim`` are 0 and are never used).
     Returns ``(train, holdout or None, metas)``; both merged dicts share the training normalisation.
     """
     per_task = read_datasets(name)
+    if tasks:
+        missing = sorted(set(tasks) - {m["task"] for _, m in per_task})
+        if missing:
+            raise DatasetError(f"dataset {name!r} has no task(s) {missing}; it has {[m['task'] for _, m in per_task]}")
+        per_task = [(a, m) for a, m in per_task if m["task"] in set(tasks)]
     metas = [m for _, m in per_task]
     if holdout_episodes <= 0:
         return merge_tasks(per_task), None, metas
