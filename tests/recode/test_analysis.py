@@ -17,13 +17,10 @@ R, P, N = verdicts.REPRODUCED, verdicts.PARTLY, verdicts.NOT_REPRODUCED
 # ----------------------------------------------------------------------------- notebooks 11-12
 
 
-def test_tail_length_matches_both_notebooks_rules():
+def test_tail_length_rounds_to_the_nearest_update():
     for n in range(1, 200):
         assert analysis.tail_length(n) == max(1, int(round(n * 0.2)))
-        assert analysis.tail_length(n, rounding="floor") == max(1, n // 5)
-    assert analysis.tail_length(8) == 2 and analysis.tail_length(8, rounding="floor") == 1
-    with pytest.raises(ValueError):
-        analysis.tail_length(8, rounding="up")
+    assert analysis.tail_length(8) == 2 and analysis.tail_length(2) == 1 and analysis.tail_length(1) == 1
 
 
 def test_final_success_rate_ignores_nan_updates():
@@ -32,10 +29,8 @@ def test_final_success_rate_ignores_nan_updates():
     # last 2 updates: seed 0 -> mean(1.0, 0.5) = 0.75, seed 1 none ended -> ignored
     assert analysis.final_success_rate(sr) == pytest.approx(0.75)
     assert analysis.final_success_rate(np.full((2, 4), np.nan)) == 0.0
-    # floor rule on 8 updates takes 1 update, nearest takes 2
-    sr8 = np.array([[0.0] * 6 + [1.0, 0.0]])
+    sr8 = np.array([[0.0] * 6 + [1.0, 0.0]])  # 8 updates: the tail is the last 2
     assert analysis.final_success_rate(sr8) == pytest.approx(0.5)
-    assert analysis.final_success_rate(sr8, rounding="floor") == 0.0
 
 
 def _minigrid_run():
@@ -160,3 +155,36 @@ def test_spread_verdict():
     assert gap == pytest.approx(0.3) and v == R
     assert analysis.spread_verdict(agg((0.5, 0.3, 0.7), (0.6, 0.55, 0.65)), "x")[1] == P
     assert analysis.spread_verdict(agg((0.5, 0.3, 0.7), (0.4, 0.35, 0.45)), "x")[1] == N
+
+
+def test_plateaued_compares_the_last_window_with_the_one_before():
+    steps = np.arange(1000)
+    decaying = 1.0 + np.exp(-steps / 100)  # still falls ~e^-8 -> flat: plateaued at the end
+    assert analysis.plateaued(decaying)
+    falling = 2.0 - steps / 1000  # linear: the last 20% is 0.2 below the 20% before it, 10% of the start
+    assert not analysis.plateaued(falling)
+    assert analysis.plateaued(falling, tol=0.2)
+    to_zero = np.exp(-steps / 100)  # relative steps stay large, absolute ones vanish: flat
+    assert analysis.plateaued(to_zero)
+    assert not analysis.plateaued(decaying[:200])  # the first 200 steps still fall fast
+    assert not analysis.plateaued(decaying[:5]) and not analysis.plateaued([1.0, np.nan] * 10)
+    noisy = 1.0 + 0.05 * np.random.default_rng(0).normal(size=2000)  # flat with noise
+    assert analysis.plateaued(noisy)
+    with pytest.raises(ValueError):
+        analysis.plateaued(decaying, frac=0.8)
+
+
+def test_train_until_plateau_stops_at_the_plateau_or_the_cap():
+    import jax
+
+    from replicate.recode import probes, representations
+
+    obs, act, _ = probes.grid_walks(3, 8, 12, 4, 0, 0.0, 0)
+    cfg = representations.APConfig(obs_dim=4, n_actions=4, embed_dim=4, hidden=(16,), classifier_hidden=(16,))
+    st, cur = probes.train_until_plateau(probes.train_ap, cfg, obs, act, jax.random.PRNGKey(0), 16, chunk=50,
+                                         max_steps=150, tol=-1.0)  # tol < 0: never plateaued -> the cap
+    assert cur["steps"] == 150 and not cur["plateaued"] and cur["loss"].shape == cur["accuracy"].shape == (150,)
+    assert int(st.step) == 150  # training continued from the state across chunks
+    _, cur = probes.train_until_plateau(probes.train_ap, cfg, obs, act, jax.random.PRNGKey(0), 16, chunk=50,
+                                        max_steps=1000, tol=10.0)  # any curve counts as flat...
+    assert cur["plateaued"] and cur["steps"] == 100  # ...from the second chunk on (min_chunks=2)

@@ -13,7 +13,7 @@ Notebooks 11 and 12 (PPO agents with an exploration bonus):
 * :func:`exploration_order`, :func:`fmt_censored_median`, :func:`thousands_tick`.
 
 Notebook 12 (AP vs CASM on the same data): :func:`embedders`, :func:`aggregate_probes`,
-:func:`final_accuracy`, :func:`spread_verdict`.
+:func:`final_accuracy`, :func:`plateaued`, :func:`spread_verdict`.
 """
 
 from __future__ import annotations
@@ -30,34 +30,27 @@ from replicate.rl import exploration
 # ----------------------------------------------------------------------------- notebooks 11-12: exploration
 
 
-def tail_length(n_updates: int, frac: float = 0.2, rounding: str = "nearest") -> int:
-    """Number of final updates in the last ``frac`` of ``n_updates`` (at least 1).
-
-    ``rounding="nearest"`` rounds ``frac * n_updates`` (notebook 11), ``"floor"`` truncates it
-    (notebook 12's committed numbers; the two differ when ``n_updates % 5`` is 3 or 4 at ``frac=0.2``).
-    """
-    if rounding == "nearest":
-        return max(1, int(round(n_updates * frac)))
-    if rounding == "floor":
-        return max(1, int(n_updates * frac))
-    raise ValueError(f"rounding={rounding!r}: use 'nearest' or 'floor'")
+def tail_length(n_updates: int, frac: float = 0.2) -> int:
+    """Number of final updates in the last ``frac`` of ``n_updates``: ``frac * n_updates`` rounded to the
+    nearest integer, at least 1 (the one tail rule of notebooks 11 and 12)."""
+    return max(1, int(round(n_updates * frac)))
 
 
-def final_success_rate(success_rate: np.ndarray, frac: float = 0.2, rounding: str = "nearest") -> float:
-    """Mean over seeds of each seed's mean success rate over its last ``frac`` of updates.
+def final_success_rate(success_rate: np.ndarray, frac: float = 0.2) -> float:
+    """Mean over seeds of each seed's mean success rate over its last ``frac`` of updates (:func:`tail_length`).
 
     ``success_rate`` is ``(S, U)`` with NaN where no episode ended in an update (ignored); 0 when no
     episode ended in any seed's tail.
     """
     x = np.asarray(success_rate, dtype=np.float64)
-    k = tail_length(x.shape[1], frac, rounding)
+    k = tail_length(x.shape[1], frac)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # a seed whose tail ended no episode: NaN, ignored
         tail = np.nanmean(x[:, -k:], axis=1)
     return float(np.nanmean(tail)) if np.isfinite(tail).any() else 0.0
 
 
-def exploration_summary(run: Mapping[str, Any], *, tail_frac: float = 0.2, tail_rounding: str = "nearest") -> dict:
+def exploration_summary(run: Mapping[str, Any], *, tail_frac: float = 0.2) -> dict:
     """Censored summary of one MiniGrid run (:func:`replicate.recode.agents.minigrid_run`).
 
     ``median``/``q25``/``q75`` of the environment steps to each seed's first success (a seed that never
@@ -66,7 +59,7 @@ def exploration_summary(run: Mapping[str, Any], *, tail_frac: float = 0.2, tail_
     """
     fs = agents.first_success_steps(run)
     s = exploration.censored_summary(np.where(np.isfinite(fs), fs, exploration.NEVER), run["env_steps"])
-    s["final_success"] = final_success_rate(run["success_rate"], tail_frac, tail_rounding)
+    s["final_success"] = final_success_rate(run["success_rate"], tail_frac)
     s["cells"] = float(np.mean(run["distinct"][:, -1]))
     return s
 
@@ -183,6 +176,22 @@ def aggregate_probes(results, order: Sequence[str]):
 def final_accuracy(curves: Mapping[str, Sequence[np.ndarray]]) -> dict[str, float]:
     """Per learner: mean over seeds of the mean accuracy over each curve's last tenth (at least 1 step)."""
     return {k: float(np.mean([c[-max(1, len(c) // 10):].mean() for c in v])) for k, v in curves.items()}
+
+
+def plateaued(loss: Sequence[float], frac: float = 0.2, tol: float = 0.01) -> bool:
+    """Has a (noisy, per-step) loss curve plateaued? The mean loss over the last ``frac`` of the steps improves
+    on the mean over the ``frac`` before it by less than ``tol`` times the mean loss over the first ``frac``
+    (the loss at the start of training): ``(prev - last) < tol * first`` (our rule; relative to the start so
+    that a loss falling towards 0 in ever smaller steps counts as flat). False with fewer than ``2 / frac``
+    steps (too short to tell) or non-finite losses."""
+    x = np.asarray(loss, dtype=np.float64)
+    if not 0.0 < frac <= 0.5:
+        raise ValueError(f"frac={frac} must be in (0, 0.5]")
+    w = int(len(x) * frac)
+    if w < 1 or len(x) < 2 / frac or not np.all(np.isfinite(x)):
+        return False
+    first, prev, last = x[:w].mean(), x[-2 * w:-w].mean(), x[-w:].mean()
+    return bool(prev - last < tol * abs(first))
 
 
 def spread_verdict(agg, column: str, base: str = "AP", new: str = "CASM") -> tuple[float, str]:

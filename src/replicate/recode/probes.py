@@ -6,9 +6,10 @@ random code (``code_dim`` Gaussian features, a different random vector per cell)
 ``noise_dims`` channels of fresh uniform noise at every step: the "noisy TV" of RECODE's Fig. 5, an
 uncontrollable distractor that an embedding trained to predict actions should learn to ignore.
 
-Both learners see the same trajectories for the same number of Adam steps with the same batch of
-transitions (AP: ``batch`` random transitions; CASM: ``batch // seq_len`` random windows of
-``seq_len`` steps, i.e. the same number of transitions, each with N = 4 masks).
+Both learners see the same trajectories with the same batch of transitions per Adam step (AP: ``batch``
+random transitions; CASM: ``batch // seq_len`` random windows of ``seq_len`` steps, i.e. the same number of
+transitions, each with N = 4 masks); :func:`train_until_plateau` trains each until its own loss has
+plateaued (or a step cap), so neither is judged half-trained.
 
 * :func:`linear_probe`: ridge regression from standardised embeddings to the one-hot cell, accuracy
   of the arg-max on held-out walks (a linear read-out of the true agent position).
@@ -52,27 +53,29 @@ def grid_walks(size: int, n_traj: int, length: int, code_dim: int, noise_dims: i
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
-def train_ap(cfg: representations.APConfig, obs, actions, key, steps: int, batch: int):
-    """AP (Eq. 4) for ``steps`` Adam steps on random transitions; returns (state, accuracy per step)."""
+def train_ap(cfg: representations.APConfig, obs, actions, key, steps: int, batch: int, state=None):
+    """AP (Eq. 4) for ``steps`` Adam steps on random transitions, from ``state`` (``None``: a fresh
+    ``init_ap(cfg, key)``); returns (state, {"loss", "accuracy"} per step)."""
     n, L = actions.shape
-    st = representations.init_ap(cfg, key)
+    st = representations.init_ap(cfg, key) if state is None else state
 
     def body(st, k):
         ki, kt = jax.random.split(k)
         i = jax.random.randint(ki, (batch,), 0, n)
         t = jax.random.randint(kt, (batch,), 0, L - 1)
         st, info = representations.ap_train_step(cfg, st, obs[i, t], actions[i, t], obs[i, t + 1])
-        return st, info["accuracy"]
+        return st, {"loss": info["loss"], "accuracy": info["accuracy"]}
 
     return jax.lax.scan(body, st, jax.random.split(jax.random.fold_in(key, 1), steps))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
-def train_casm(cfg: representations.CASMConfig, obs, actions, key, steps: int, batch: int):
-    """CASM for ``steps`` Adam steps on random windows (``batch // seq_len`` of them); (state, accuracy)."""
+def train_casm(cfg: representations.CASMConfig, obs, actions, key, steps: int, batch: int, state=None):
+    """CASM for ``steps`` Adam steps on random windows (``batch // seq_len`` of them), from ``state``
+    (``None``: a fresh ``init_casm(cfg, key)``); returns (state, {"loss", "accuracy"} per step)."""
     n, L = actions.shape
     w = max(1, batch // cfg.seq_len)
-    st = representations.init_casm(cfg, key)
+    st = representations.init_casm(cfg, key) if state is None else state
     offs = jnp.arange(cfg.seq_len)
 
     def body(st, k):
@@ -81,9 +84,34 @@ def train_casm(cfg: representations.CASMConfig, obs, actions, key, steps: int, b
         t0 = jax.random.randint(kt, (w,), 0, L - cfg.seq_len + 1)
         idx = t0[:, None] + offs[None]
         st, info = representations.casm_train_step(cfg, st, obs[i[:, None], idx], actions[i[:, None], idx], km)
-        return st, info["accuracy"]
+        return st, {"loss": info["loss"], "accuracy": info["accuracy"]}
 
     return jax.lax.scan(body, st, jax.random.split(jax.random.fold_in(key, 1), steps))
+
+
+def train_until_plateau(train, cfg, obs, actions, key, batch: int, *, chunk: int, max_steps: int,
+                        frac: float = 0.2, tol: float = 0.01, min_chunks: int = 2) -> tuple[object, dict]:
+    """Train with ``train`` (:func:`train_ap` or :func:`train_casm`) in chunks of ``chunk`` Adam steps until the
+    loss curve has plateaued (:func:`replicate.recode.analysis.plateaued` with ``frac``, ``tol``; checked from
+    ``min_chunks`` chunks on, so that a loss that has not started to fall yet does not count as flat) or
+    ``max_steps`` steps were taken. Each chunk draws its batches with ``fold_in(key, chunk index)``.
+
+    Returns ``(state, curves)``: NumPy ``loss`` and ``accuracy`` per step, ``plateaued`` (bool) and ``steps``."""
+    from replicate.recode import analysis
+
+    if chunk < 1 or max_steps < chunk:
+        raise ValueError(f"need 1 <= chunk <= max_steps, got chunk={chunk}, max_steps={max_steps}")
+    state, losses, accs, i = None, [], [], 0
+    while True:
+        state, info = train(cfg, obs, actions, jax.random.fold_in(key, i) if i else key, chunk, batch, state)
+        losses.append(np.asarray(info["loss"]))
+        accs.append(np.asarray(info["accuracy"]))
+        i += 1
+        loss = np.concatenate(losses)
+        done = i >= min_chunks and analysis.plateaued(loss, frac, tol)
+        if done or len(loss) + chunk > max_steps:
+            return state, {"loss": loss, "accuracy": np.concatenate(accs), "plateaued": bool(done),
+                           "steps": int(len(loss))}
 
 
 def linear_probe(x_train, y_train, x_test, y_test, n_classes: int, l2: float = 1e-2) -> float:
