@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib import pyplot  # noqa: E402
 
-from replicate import verdicts  # noqa: E402
+from replicate import resumable, verdicts  # noqa: E402
 from replicate.glasses import collapse  # noqa: E402
 
 
@@ -149,3 +149,28 @@ def test_pair_difference_shared_forward_matches_separate_forwards(gemma_model):
     # The same prompt twice: bit-identical, zero difference.
     same = collapse.pair_difference(model, a, a)
     assert same.identical and same.identical_fraction == 1.0 and same.max_abs == 0.0 and same.same_argmax
+
+
+def test_resumable_pair_sweep_equals_the_sweep_and_reuses_finished_units(tmp_path):
+    models = {"float32": FakeModel(), "bfloat16": FakeModel(jnp.bfloat16)}
+    kinds, lengths = ["count_ones", "count_digits"], [1, 4]
+    want = collapse.gemma_pair_sweep(models, kinds, lengths, digit_seeds=2)
+    off = collapse.resumable_pair_sweep(resumable.Units(None), models, kinds, lengths, digit_seeds=2)
+    pd.testing.assert_frame_equal(off, want)
+    units = resumable.Units(tmp_path / "units", fingerprint="code")
+    pd.testing.assert_frame_equal(collapse.resumable_pair_sweep(units, models, kinds, lengths, 2), want)
+    assert len(list((tmp_path / "units").glob("*"))) == 4  # one unit per (dtype, construction)
+
+    class Counting(FakeModel):
+        calls = 0
+
+        def forward(self, ids, attentions=False, all_logits=False):
+            Counting.calls += 1
+            return super().forward(ids, attentions, all_logits)
+
+    again = collapse.resumable_pair_sweep(units, {"float32": Counting(), "bfloat16": Counting(jnp.bfloat16)},
+                                          kinds, lengths, 2)
+    pd.testing.assert_frame_equal(again, want)
+    assert Counting.calls == 0  # every unit came from the store
+    collapse.resumable_pair_sweep(units, {"float32": Counting()}, kinds, [1, 4, 8], 2)
+    assert Counting.calls > 0  # other lengths: other units

@@ -7,7 +7,8 @@ difference against n. This module holds the measures and the summaries the noteb
 * :func:`representation_difference` (L1, L2, L∞, bit-identity of two vectors), :func:`difference_norms`
   and :func:`rounding_error` (vectorised, for the synthetic models of notebook 20);
 * :class:`PairDifference` / :func:`pair_difference`: the probe on Gemma 3 (notebook 21, Fig. 5/12),
-  :func:`gemma_pair_sweep` over constructions, lengths and dtypes, :func:`length_curve` (the plotted
+  :func:`gemma_pair_sweep` over constructions, lengths and dtypes (:func:`resumable_pair_sweep`: the same, one
+  resumable unit of work per dtype and construction), :func:`length_curve` (the plotted
   line and band per length), :func:`plot_length_curves`, :func:`precision_table` (can bf16 resolve
   the pair?) and :func:`holds_from_n`;
 * :func:`shrink_ratio`, :func:`paper_shrink_ratio`, :func:`shrink_verdict`: notebook 21's verdict
@@ -17,13 +18,14 @@ difference against n. This module holds the measures and the summaries the noteb
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from replicate import plotting, rng, verdicts
+from replicate import plotting, resumable, rng, verdicts
 from replicate.glasses import tasks
 
 # ----------------------------------------------------------------------------- difference measures
@@ -167,6 +169,22 @@ def gemma_pair_sweep(
                         }
                     )
     return pd.DataFrame(rows)
+
+
+def resumable_pair_sweep(
+    units: resumable.Units, models: Mapping[str, object], kinds: Sequence[str], lengths: Sequence[int],
+    digit_seeds: int = 1,
+) -> pd.DataFrame:
+    """:func:`gemma_pair_sweep` with one unit of work per (dtype, construction) kept by ``units``
+    (:class:`replicate.resumable.Units`): an interrupted run recomputes only the unfinished units. Same rows, in
+    the same order, as :func:`gemma_pair_sweep`."""
+    parts = []
+    for dtype, model in models.items():
+        for kind in kinds:
+            inputs = {"dtype": dtype, "kind": kind, "lengths": [int(n) for n in lengths], "digit_seeds": digit_seeds}
+            sweep = functools.partial(gemma_pair_sweep, {dtype: model}, [kind], lengths, digit_seeds)
+            parts.append(units.run(f"pairs-{dtype}-{kind}", inputs, sweep))
+    return pd.concat(parts, ignore_index=True)
 
 
 def length_curve(df: pd.DataFrame, kind: str, dtype: str) -> pd.DataFrame:
