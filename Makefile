@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with a bare Python 3.11 (no conda):
 #   make repro   build .venv if missing, then `dvc repro` at params.yaml's profile (default: cpu)
 #   make test    build .venv if missing, then unit tests + every notebook at smoke under nbval
+#                (PYTEST_WORKERS=2 processes; PYTEST_WORKERS=0 runs them in one)
 # Other targets: make env | unit | nbval | lint | readme | deps | lock | bench | clean-env
 #   make lint    ruff check (line length 120; CI runs it before the tests)
 #   make readme  regenerate README.md's results table from data/metrics/*.json (metrics["verdicts"])
@@ -15,6 +16,10 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 # Unit tests, then notebooks. pytest exits 5 when it collects nothing: that is a failure here.
 PYTEST := $(BIN)/python -m pytest
+# `make test` spreads test modules and notebooks over PYTEST_WORKERS processes (pytest-xdist; grouping in
+# conftest.py: one module or notebook per worker at a time, the PAC notebooks in order). 0: one process.
+PYTEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
 .PHONY: env repro test unit nbval lint readme deps bench gpu-check lock clean-env
 
@@ -36,7 +41,7 @@ NBVAL := --nbval-lax --nbval-sanitize-with .nbval_sanitize.cfg
 
 # One pytest run, one closing summary line: unit tests and every notebook (smoke defaults) under nbval.
 test: env
-	$(PYTEST) $(NBVAL) tests notebooks
+	$(PYTEST) $(XDIST) $(NBVAL) tests notebooks
 
 lint: env
 	$(BIN)/ruff check .

@@ -1,0 +1,25 @@
+"""Scheduling of `make test` under pytest-xdist (``-n N``): a scheduler by scope.
+
+Each test module and each notebook is one scope, run on one worker in collection order (module fixtures such as
+the Gemma weights load once; a notebook's cells run in order in one kernel). The PAC notebooks share one scope:
+31 and 32 read the datasets that 30 builds, so they run after it on the same worker. (xdist's own
+``--dist loadgroup`` does not keep groups together under pytest 9, hence this hook.)
+"""
+
+from __future__ import annotations
+
+
+def scope_of(nodeid: str) -> str:
+    """The scope of a test item: its file, or ``notebooks-pac`` for the PAC notebooks (``notebooks/3*``)."""
+    path = nodeid.split("::", 1)[0]
+    return "notebooks-pac" if path.startswith("notebooks/3") else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return ScopeScheduling(config, log)

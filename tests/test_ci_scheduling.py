@@ -1,0 +1,25 @@
+"""`make test` under xdist (root conftest.py): a module or notebook stays on one worker; PAC notebooks together."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _root_conftest():
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scopes_keep_files_whole_and_the_pac_notebooks_together():
+    scope_of = _root_conftest().scope_of
+    assert scope_of("tests/test_verdicts.py::test_from_wins") == scope_of("tests/test_verdicts.py::test_formatting")
+    assert scope_of("tests/test_verdicts.py::test_from_wins") != scope_of("tests/test_pipeline.py::test_run")
+    assert scope_of("notebooks/21_glasses_gemma_collapse.ipynb::Cell 0") == "notebooks/21_glasses_gemma_collapse.ipynb"
+    pac = {scope_of(f"notebooks/{nb}.ipynb::Cell 2") for nb in ("30_pac_datasets", "31_pac_vs_bc", "32_pac_scaling")}
+    assert len(pac) == 1
+    # every PAC notebook present in the repository is in that one scope (31 and 32 read 30's datasets)
+    stems = sorted(p.name for p in (ROOT / "notebooks").glob("3*.ipynb"))
+    assert {scope_of(f"notebooks/{name}::Cell 0") for name in stems} == pac
