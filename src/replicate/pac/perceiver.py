@@ -1,7 +1,8 @@
-"""The Perceiver actor-critic network of PAC (Springenberg et al. 2024, arXiv 2402.05546, Sec. 3.2, Fig. 2).
+"""The Perceiver actor-critic network of PAC (Springenberg et al. 2024, arXiv 2402.05546, Fig. 2).
 
-Architecture, as the paper describes it (Sec. 3.2 "Scalable Architecture for Actor-Critic Learning",
-Fig. 2), reduced to the modalities we have (proprioception and task identity; no images, no language):
+Architecture, as the paper's Fig. 2 caption describes it (the method section could not be read here; its section
+number and the details below that the caption does not state are our reading, unverified), reduced to the
+modalities we have (proprioception and task identity; no images, no language):
 
 1. **Per-modality tokenisation.** Every proprioceptive scalar becomes one token
    ``e_d = o_d * w_d + p_d + m_P`` (a learned value projection ``w_d`` and position embedding ``p_d``
@@ -65,7 +66,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 @dataclasses.dataclass(frozen=True)
 class PerceiverConfig:
-    """Hyper-parameters of the Perceiver actor-critic (paper Sec. 3.2 / Fig. 2; sizes: see :data:`SIZES`).
+    """Hyper-parameters of the Perceiver actor-critic (paper Fig. 2; values our choice; sizes: see :data:`SIZES`).
 
     Attributes:
         obs_dim: widest proprioceptive observation over all tasks (narrower tasks are padded + masked).
@@ -263,7 +264,7 @@ class PerceiverActorCritic(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Action and value representations (paper Sec. 3.2: discretised actions, categorical critic).
+# Action and value representations (paper Fig. 2 caption: action logits, categorical distributional critic).
 
 
 def discretise_actions(actions: Array, num_bins: int) -> Array:
