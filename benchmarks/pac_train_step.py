@@ -57,7 +57,7 @@ def main(argv=None):
     pac = PACConfig(num_policy_samples=args.samples)
     tc = train.TrainConfig(batch_size=args.batch)
     rows = []
-    base = {}
+    float32_sps = {}  # (size, method) -> samples/s of the float32 row: the baseline of vs_float32
     for size, dtype in ((s, d) for s in args.sizes for d in args.dtypes):
         net = make_config(size, obs_dim=24, action_dim=6, num_tasks=2, num_action_bins=args.action_bins,
                           num_value_bins=51, compute_dtype=dtype)
@@ -74,9 +74,10 @@ def main(argv=None):
             row = {"size": size, "params": param_count(state.params), "dtype": dtype, "method": method,
                    "batch": args.batch, "ms_per_step": 1e3 * per_step, "samples_per_s": sps,
                    "tokens_per_s": sps * net.num_input_tokens(), "model_tflops_per_s": sps * f_model / 1e12}
-            base.setdefault((size, method), sps) if dtype == "float32" else None
-            if (size, method) in base:
-                row["vs_float32"] = sps / base[(size, method)]
+            if dtype == "float32":
+                float32_sps[(size, method)] = sps
+            if (size, method) in float32_sps:
+                row["vs_float32"] = sps / float32_sps[(size, method)]
             if args.peak_tflops > 0:
                 row["mfu"] = row["model_tflops_per_s"] / args.peak_tflops
             rows.append(row)
