@@ -29,6 +29,25 @@ def test_ablation_grid_adds_the_configs_value_sorted_once():
                     "memory_size": [32, 64], "eta": [0.05, 0.1, 0.5]}
 
 
+def test_ablation_grid_update_rules_start_with_the_configs_own():
+    cfg = memory.RecodeConfig(memory_size=64, update="parallel")
+    grid = count_tracking.ablation_grid(cfg, evictions=[], gammas=[], memory_sizes=[], etas=[],
+                                        updates=["sequential", "parallel", "sequential"])
+    assert grid["update"] == ["parallel", "sequential"]
+    assert "update" not in count_tracking.ablation_grid(cfg, evictions=[], gammas=[], memory_sizes=[], etas=[])
+
+
+def test_update_rule_gap_is_the_largest_seed_mean_difference():
+    def row(ablation, value, atom, n):
+        return {"ablation": ablation, "value": value, "rho_atom": np.array(atom), "rho_N": np.array(n)}
+
+    rows = [row("update", "sequential", [0.8, 0.9], [0.7, 0.7]), row("update", "parallel", [0.85, 0.85], [0.6, 0.6]),
+            row("eta", 0.1, [0.0], [0.0])]
+    gap = count_tracking.update_rule_gap(rows, "sequential")
+    assert list(gap) == ["parallel"] and gap["parallel"] == pytest.approx(0.1)
+    assert count_tracking.update_rule_gap(rows[2:], "sequential") == {}
+
+
 def _truth(cells, n_cells, gamma):
     counts = np.zeros(n_cells)
     for row in cells:

@@ -29,11 +29,11 @@ LABELS = {"none": "no bonus", "rnd": "RND", "emm": "EMM", "ngu": "NGU", "recode"
           "counts": "true counts (oracle)"}
 
 
-def recode_config(memory_size: int | None, gamma: float | None) -> memory.RecodeConfig:
-    """RECODE's memory with the given size and discount (every other constant: our choice, see
-    :class:`~replicate.recode.memory.RecodeConfig`); ``None`` keeps its default (the paper's Atari values,
-    5e4 atoms and gamma = 0.999)."""
-    given = {"memory_size": memory_size, "gamma": gamma}
+def recode_config(memory_size: int | None, gamma: float | None, update: str | None = None) -> memory.RecodeConfig:
+    """RECODE's memory with the given size, discount and batch update rule (``'sequential'`` or ``'parallel'``,
+    :attr:`~replicate.recode.memory.RecodeConfig.update`; every other constant: our choice, see
+    :class:`~replicate.recode.memory.RecodeConfig`); ``None`` keeps its default."""
+    given = {"memory_size": memory_size, "gamma": gamma, "update": update}
     return memory.RecodeConfig(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -43,7 +43,9 @@ class RunSpec:
 
     ``ppo``: :class:`replicate.rl.ppo.PPOConfig` overrides as ``(name, value)`` pairs (a mapping is accepted
     and stored as pairs, so the spec stays hashable). ``memory_size``, ``recode_gamma``: RECODE's memory;
-    ``None`` takes :class:`~replicate.recode.memory.RecodeConfig`'s default (notebooks pass theirs).
+    ``memory_update``: its batch update rule (``'sequential'``, Algorithm 1 per embedding; ``'parallel'``, the
+    whole batch at once, for large batches on a GPU). ``None`` takes
+    :class:`~replicate.recode.memory.RecodeConfig`'s default (notebooks pass theirs).
     """
 
     budget_episodes: int = 1000
@@ -54,6 +56,7 @@ class RunSpec:
     embed_dim: int = 16
     memory_size: int | None = None  # RECODE atoms (None: RecodeConfig's default)
     recode_gamma: float | None = None  # RECODE count discount (None: RecodeConfig's default)
+    memory_update: str | None = None  # RECODE batch update, 'sequential' or 'parallel' (None: RecodeConfig's default)
     map_seed: int = 0
     count_c: float = 1.0  # oracle counts bonus 1/(sqrt(N) + c): c = 1 keeps first visits at reward 1
     hidden: tuple[int, ...] = (64, 64)  # PPO actor and critic MLPs
@@ -64,6 +67,8 @@ class RunSpec:
             object.__setattr__(self, "ppo", tuple(self.ppo.items()))
         if self.embedding not in bonus.EMBEDDINGS:
             raise ParameterError(f"RunSpec: embedding={self.embedding!r}; choose one of {bonus.EMBEDDINGS}")
+        if self.memory_update is not None and self.memory_update not in memory.UPDATE_RULES:
+            raise ParameterError(f"RunSpec: memory_update={self.memory_update!r}; choose one of {memory.UPDATE_RULES}")
         if self.embedding == "casm" and self.num_steps % self.casm_seq_len:
             raise ParameterError(f"RunSpec: casm_seq_len={self.casm_seq_len} must divide num_steps={self.num_steps}")
 
@@ -74,7 +79,7 @@ class RunSpec:
             embedding=bonus.EmbeddingConfig(
                 self.embedding, dim=self.embed_dim, ap_hidden=(64,), casm_seq_len=self.casm_seq_len
             ),
-            recode=recode_config(self.memory_size, self.recode_gamma),
+            recode=recode_config(self.memory_size, self.recode_gamma, self.memory_update),
             episodic=baselines.EpisodicConfig(
                 capacity=max(10, env.max_episode_steps + 1), k=min(10, env.max_episode_steps)
             ),

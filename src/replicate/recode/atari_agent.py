@@ -27,7 +27,7 @@ import optax
 
 from replicate.nn import actor_critic
 from replicate.params import ParameterError
-from replicate.recode import agents, bonus
+from replicate.recode import agents, bonus, memory
 from replicate.rl import atari, ppo
 
 METHODS = ("none", "rnd", "emm", "ngu", "recode")  # the bonuses the Atari agent supports (counts needs the true state)
@@ -50,8 +50,9 @@ def bonus_env(n_actions: int, size: int = 84, game: str = "montezuma_revenge"):
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """One Atari run: frames, PPO (``ppo`` overrides of :class:`replicate.rl.ppo.PPOConfig` as ``(name, value)``
-    pairs, hashable), the bonus embedding and RECODE's memory (``memory_size``/``recode_gamma``: ``None`` takes
-    :class:`~replicate.recode.memory.RecodeConfig`'s default; notebook 13 passes its own), the ALE protocol."""
+    pairs, hashable), the bonus embedding and RECODE's memory (``memory_size``/``recode_gamma``/``memory_update``:
+    ``None`` takes :class:`~replicate.recode.memory.RecodeConfig`'s default; notebook 13 passes its own), the ALE
+    protocol."""
 
     total_frames: int = 100_000
     num_envs: int = 8
@@ -61,11 +62,15 @@ class RunConfig:
     embed_dim: int = 32
     memory_size: int | None = None
     recode_gamma: float | None = None
+    memory_update: str | None = None
     atari: atari.AtariConfig = atari.AtariConfig()
 
     def __post_init__(self) -> None:
         if self.embedding not in bonus.EMBEDDINGS:
             raise ParameterError(f"RunConfig: embedding={self.embedding!r}; choose one of {bonus.EMBEDDINGS}")
+        if self.memory_update is not None and self.memory_update not in memory.UPDATE_RULES:
+            raise ParameterError(f"RunConfig: memory_update={self.memory_update!r}; "
+                                 f"choose one of {memory.UPDATE_RULES}")
         self.atari.check_num_envs(self.num_envs)
 
     def ppo_config(self) -> ppo.PPOConfig:
@@ -76,7 +81,8 @@ class RunConfig:
     def bonus_config(self) -> bonus.BonusConfig:
         """The bonus settings of this run (embedding MLP width 256 for the 42 x 42 frames)."""
         return bonus.BonusConfig(embedding=bonus.EmbeddingConfig(self.embedding, dim=self.embed_dim, ap_hidden=(256,)),
-                                 recode=agents.recode_config(self.memory_size, self.recode_gamma))
+                                 recode=agents.recode_config(self.memory_size, self.recode_gamma,
+                                                                          self.memory_update))
 
 
 def make_agent(cfg: ppo.PPOConfig, n_actions: int, agent_bonus, bonus_env_desc, *,

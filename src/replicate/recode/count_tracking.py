@@ -38,13 +38,18 @@ def fmt_final(rho: np.ndarray) -> str:
 
 
 def ablation_grid(cfg, *, evictions: Sequence[str], gammas: Sequence[float], memory_sizes: Sequence[int],
-                  etas: Sequence[float]) -> dict[str, list]:
+                  etas: Sequence[float], updates: Sequence[str] = ()) -> dict[str, list]:
     """The values each ablation runs: the removal rules as given; for ``gamma``, ``memory_size`` and
-    ``eta`` the configuration's own value plus the extra ones, sorted and without duplicates."""
-    return {"eviction": list(evictions),
+    ``eta`` the configuration's own value plus the extra ones, sorted and without duplicates; with ``updates``
+    (batch update rules, :data:`replicate.recode.memory.UPDATE_RULES`), an ``update`` ablation: the
+    configuration's own rule first, then the others."""
+    grid = {"eviction": list(evictions),
             "gamma": sorted(set([cfg.gamma] + list(gammas))),
             "memory_size": sorted(set([cfg.memory_size] + list(memory_sizes))),
             "eta": sorted(set([cfg.eta] + list(etas)))}
+    if updates:
+        grid["update"] = [cfg.update] + [u for u in dict.fromkeys(updates) if u != cfg.update]
+    return grid
 
 
 def ablation_sweep(cfg, grid: Mapping[str, Sequence], stream: experiments.Stream, points: Sequence[int], key,
@@ -103,6 +108,16 @@ def ablation_means(rows: Sequence[Mapping], ablation: str, column: str = "rho_at
 def ablation_spread(rows: Sequence[Mapping], ablation: str, column: str = "rho_atom") -> float:
     """Largest seed std of ``column`` over the rows of one ablation (0 when there are none)."""
     return max((float(r[column].std()) for r in rows if r["ablation"] == ablation), default=0.0)
+
+
+def update_rule_gap(rows: Sequence[Mapping], base: str) -> dict[str, float]:
+    """``{rule: largest |difference|}`` of the seed-mean final correlations (nearest atom and ``N``) between each
+    batch update rule of the ``update`` ablation and the ``base`` rule; ``{}`` when the ablation did not run."""
+    means = {c: ablation_means(rows, "update", c) for c in ("rho_atom", "rho_N")}
+    if base not in means["rho_atom"]:
+        return {}
+    return {rule: max(abs(means[c][rule] - means[c][base]) for c in means)
+            for rule in means["rho_atom"] if rule != base}
 
 
 def ablation_summary(rows: Sequence[Mapping], column: str = "rho_atom") -> dict[str, float]:
