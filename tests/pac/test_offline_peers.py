@@ -111,12 +111,23 @@ def test_td3bc_actor_loss_matches_numpy(batch):
     st = init(cfg, jax.random.PRNGKey(5), OBS, ACT)
     loss, aux = td3bc_actor_loss(cfg, st.actor, st.critic, jbatch(batch))
 
-    pi = np.tanh(np_mlp(st.actor, batch["obs"])) * batch["action_mask"]
+    mask = batch["action_mask"]
+    pi = np.tanh(np_mlp(st.actor, batch["obs"])) * mask
     q1 = np_critics(st.critic, batch["obs"], pi)[0]
     lam = 2.5 / np.abs(q1).mean()
-    want = -lam * q1.mean() + ((pi - batch["action"]) ** 2).mean()
+    # BC term: each row's squared error averaged over its own real (unmasked) action dimensions.
+    mse = np.mean([((pi[i] - batch["action"][i]) ** 2)[mask[i] > 0].mean() for i in range(B)])
+    want = -lam * q1.mean() + mse
     np.testing.assert_allclose(float(loss), want, rtol=1e-5)
-    np.testing.assert_allclose(float(aux["bc_mse"]), ((pi - batch["action"]) ** 2).mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(aux["bc_mse"]), mse, rtol=1e-5)
+
+
+def test_td3bc_bc_term_is_the_single_task_mse_of_every_row():
+    # A 1-d task padded to 3 dimensions has the BC term of the unpadded 1-d task, not a third of it.
+    pi, a = jnp.array([[0.5, 0.0, 0.0]]), jnp.array([[-0.5, 0.0, 0.0]])
+    mask = jnp.array([[1.0, 0.0, 0.0]])
+    assert float(offline_peers.bc_mse(pi, a, mask)) == pytest.approx(1.0)
+    assert float(offline_peers.bc_mse(pi[:, :1], a[:, :1])) == pytest.approx(1.0)
 
 
 def test_td3bc_normaliser_carries_no_gradient():

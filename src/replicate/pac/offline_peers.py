@@ -21,7 +21,9 @@ The defaults of :class:`TD3BCConfig` and :class:`IQLConfig` are the papers' D4RL
 sizes of the runs (``num_updates``, ``batch_size``, ``hidden``) are the first thing a CPU notebook
 lowers. Differences from the authors' code (ours, stated): flax's default initialisation (LeCun-normal
 kernels, zero biases) instead of PyTorch's; in the multi-task mix the padded action dimensions are held
-at zero by an action mask (the BC and log-likelihood terms then count them as exact matches).
+at zero by an action mask, IQL's log-likelihood sums over the real dimensions only and TD3+BC's BC term
+averages each row's squared error over its own real dimensions (:func:`bc_mse`), so that every task of
+the mix sees the single-task loss.
 
 PureJaxRL style: the public core is pure and jit-able (:func:`init`, :func:`update`, :func:`act` and the
 losses), :func:`make_train` returns a jitted ``train(key)`` running ``num_updates`` minibatch updates in
@@ -275,18 +277,34 @@ def td3bc_critic_loss(
     return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": y.mean()}
 
 
-def td3bc_actor_objective(q: Array, pi: Array, action: Array, alpha: float) -> Array:
-    """``-lambda mean(q) + mean((pi - a)^2)`` with ``lambda = alpha / mean|q|`` held constant (stop-gradient)."""
+def bc_mse(pi: Array, action: Array, mask: Array | None = None) -> Array:
+    """TD3+BC's behaviour-cloning term: the mean squared error over the batch and the action dimensions.
+
+    With an action ``mask`` (multi-task mix, padded dimensions 0) each row's error is averaged over its own
+    ``mask.sum(-1)`` real dimensions, so every task sees the term of a single-task run (the paper's
+    ``mse(pi(s), a)`` over its action space). Averaging over the padded width instead would weaken the BC
+    term of a task with ``k`` of ``A`` real dimensions by ``k / A`` against the Q term.
+    """
+    sq = (pi - action) ** 2
+    if mask is None:
+        return jnp.mean(sq)
+    return jnp.mean(jnp.sum(sq * mask, -1) / jnp.maximum(jnp.sum(mask, -1), 1.0))
+
+
+def td3bc_actor_objective(q: Array, pi: Array, action: Array, alpha: float, mask: Array | None = None) -> Array:
+    """``-lambda mean(q) + bc_mse(pi, a)`` with ``lambda = alpha / mean|q|`` held constant (stop-gradient)."""
     lam = jax.lax.stop_gradient(alpha / jnp.mean(jnp.abs(q)))
-    return -lam * jnp.mean(q) + jnp.mean((pi - action) ** 2)
+    return -lam * jnp.mean(q) + bc_mse(pi, action, mask)
 
 
 def td3bc_actor_loss(cfg: TD3BCConfig, actor, critic, batch: Mapping[str, Array]) -> tuple[Array, dict[str, Array]]:
-    """TD3+BC's actor loss (paper Eq. 3 with the normaliser of Sec. 5), Q from the first critic."""
-    pi = td3bc_policy(cfg, actor, batch["obs"], batch.get("action_mask"))
+    """TD3+BC's actor loss (paper Eq. 3 with the normaliser of Sec. 5), Q from the first critic; the BC term
+    per row over its real action dimensions (:func:`bc_mse`)."""
+    mask = batch.get("action_mask")
+    pi = td3bc_policy(cfg, actor, batch["obs"], mask)
     q1 = critic_values(cfg.hidden, critic, batch["obs"], pi)[0]
-    loss = td3bc_actor_objective(q1, pi, batch["action"], cfg.alpha)
-    return loss, {"actor_loss": loss, "bc_mse": jnp.mean((pi - batch["action"]) ** 2)}
+    loss = td3bc_actor_objective(q1, pi, batch["action"], cfg.alpha, mask)
+    return loss, {"actor_loss": loss, "bc_mse": bc_mse(pi, batch["action"], mask)}
 
 
 def expectile_loss(diff: Array, expectile: float) -> Array:
