@@ -2,17 +2,25 @@
 
 Each test module and each notebook is one scope, run on one worker in collection order (module fixtures such as
 the Gemma weights load once; a notebook's cells run in order in one kernel). The PAC notebooks share one scope:
-31 and 32 read the datasets that 30 builds, so they run after it on the same worker. (xdist's own
+31 and 32 read the datasets that 30 builds, so they run after it on the same worker. The glasses test modules that
+use the Gemma 3 weights (:data:`GEMMA_MODULES`) share one scope too, so the session fixtures that load them (about
+100 s each) load once per run instead of once per worker. (xdist's own
 ``--dist loadgroup`` does not keep groups together under pytest 9, hence this hook.)
 """
 
 from __future__ import annotations
 
+#: Test modules using the session fixtures ``gemma_model`` / ``gemma_reference`` of ``tests/glasses/conftest.py``.
+GEMMA_MODULES = ("tests/glasses/test_collapse.py", "tests/glasses/test_gemma.py", "tests/glasses/test_generation.py")
+
 
 def scope_of(nodeid: str) -> str:
-    """The scope of a test item: its file, or ``notebooks-pac`` for the PAC notebooks (``notebooks/3*``)."""
+    """The scope of a test item: its file; ``notebooks-pac`` for the PAC notebooks (``notebooks/3*``);
+    ``tests-gemma`` for the modules of :data:`GEMMA_MODULES`."""
     path = nodeid.split("::", 1)[0]
-    return "notebooks-pac" if path.startswith("notebooks/3") else path
+    if path.startswith("notebooks/3"):
+        return "notebooks-pac"
+    return "tests-gemma" if path in GEMMA_MODULES else path
 
 
 def pytest_xdist_make_scheduler(config, log):

@@ -23,3 +23,13 @@ def test_scopes_keep_files_whole_and_the_pac_notebooks_together():
     # every PAC notebook present in the repository is in that one scope (31 and 32 read 30's datasets)
     stems = sorted(p.name for p in (ROOT / "notebooks").glob("3*.ipynb"))
     assert {scope_of(f"notebooks/{name}::Cell 0") for name in stems} == pac
+
+
+def test_the_modules_using_the_gemma_weights_share_one_scope():
+    conftest = _root_conftest()
+    glasses = ROOT / "tests" / "glasses"
+    users = sorted(f"tests/glasses/{p.name}" for p in glasses.glob("test_*.py")
+                   if "gemma_model" in p.read_text() or "gemma_reference" in p.read_text())
+    assert users == sorted(conftest.GEMMA_MODULES)  # the list is complete: a new user joins the scope
+    assert {conftest.scope_of(f"{m}::test_x") for m in users} == {"tests-gemma"}
+    assert conftest.scope_of("tests/glasses/test_theory.py::test_x") == "tests/glasses/test_theory.py"
