@@ -112,13 +112,17 @@ def make_bonus(method: str, env, spec: RunSpec):
     return bonus.make_bonus(method, env, spec.num_envs, spec.bonus_config(env))
 
 
-def deep_sea_run(size: int, method: str, seeds, spec: RunSpec) -> dict:
-    """Train ``method`` on DeepSea-``size`` for every seed; NumPy curves (S, U) and timings."""
+def deep_sea_run(size: int, method: str, seeds, spec: RunSpec, *, checkpoint_dir=None, chunk_updates: int = 0) -> dict:
+    """Train ``method`` on DeepSea-``size`` for every seed; NumPy curves (S, U) and timings.
+
+    ``checkpoint_dir``: train in chunks of ``chunk_updates`` and checkpoint there, so an interrupted run resumes
+    (:func:`replicate.rl.ppo.train_seeds`; the result is the same)."""
     env = envs.deep_sea(int(size), map_seed=spec.map_seed)
     cfg = ppo_config(spec, size)
     agent_bonus = make_bonus(method, env, spec)
     t0 = time.perf_counter()
-    _, m = ppo.train_seeds(cfg, env, agent_bonus, rng.seed_keys(list(seeds)))
+    _, m = ppo.train_seeds(cfg, env, agent_bonus, rng.seed_keys(list(seeds)), checkpoint_dir=checkpoint_dir,
+                           chunk_updates=chunk_updates)
     wall = time.perf_counter() - t0
     fs = m["first_success"][:, -1]
     return {
@@ -139,18 +143,21 @@ def deep_sea_run(size: int, method: str, seeds, spec: RunSpec) -> dict:
 
 
 def minigrid_run(
-    task: str, method: str, seeds, spec: RunSpec, total_steps: int, *, max_steps: int | None = None
+    task: str, method: str, seeds, spec: RunSpec, total_steps: int, *, max_steps: int | None = None,
+    checkpoint_dir=None, chunk_updates: int = 0,
 ) -> dict:
     """Train ``method`` on the MiniGrid ``task`` for ``total_steps`` environment steps per seed (rounded up
     to whole rollouts); NumPy curves (S, U): steps, episodes, first success, cells visited, success rate
-    and mean return of the episodes ended in each update (NaN where none ended)."""
+    and mean return of the episodes ended in each update (NaN where none ended). ``checkpoint_dir`` and
+    ``chunk_updates``: as in :func:`deep_sea_run` (resumable training)."""
     if not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
         raise ParameterError(f"total_steps={total_steps!r} must be a positive int")
     env = envs.minigrid(task, max_steps=max_steps)
     cfg = spec.ppo_config(total_steps)
     agent_bonus = make_bonus(method, env, spec)
     t0 = time.perf_counter()
-    _, m = ppo.train_seeds(cfg, env, agent_bonus, rng.seed_keys(list(seeds)))
+    _, m = ppo.train_seeds(cfg, env, agent_bonus, rng.seed_keys(list(seeds)), checkpoint_dir=checkpoint_dir,
+                           chunk_updates=chunk_updates)
     wall = time.perf_counter() - t0
     ended = m["episodes_ended"].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -32,7 +32,8 @@ rate 1e-4, 4 epochs, 4 minibatches, rollout 128, coefficients 2 and 1) except th
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+import os
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -40,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from replicate import resumable
 from replicate.nn.actor_critic import ActorCritic
 from replicate.params import ParameterError
 from replicate.rl import exploration
@@ -311,15 +313,12 @@ def learn(
     return params, opt_state, losses
 
 
-def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
-    """``train(key) -> (runner, metrics)``: pure, jittable, vmappable over keys.
-
-    ``bonus``: ``None`` (no intrinsic reward) or any object with ``init(key, env) -> state`` and
-    ``intrinsic(state, rollout, key) -> (state, r_int, info)`` (e.g. :class:`replicate.recode.bonus.Bonus`).
-    ``metrics``: dict of (num_updates,) arrays: ``env_steps``, ``episodes``, ``first_success``,
-    ``successes``, ``distinct_states``, ``return_sum``/``episodes_ended`` (of the update),
-    ``r_int_raw``/``r_int`` (means), losses.
-    """
+def make_init_update(cfg: PPOConfig, env: Adapter, bonus=None):
+    """The two pure pieces of a training run: ``init(key) -> runner`` and ``update(runner, _) -> (runner,
+    metrics)``, one PPO update (a rollout of ``num_steps`` x ``num_envs``, the bonus, ``update_epochs`` epochs).
+    :func:`make_train` scans ``update`` ``num_updates`` times; :func:`train_seeds` with a ``checkpoint_dir`` scans
+    it in chunks and checkpoints between them. Every random draw comes from the runner's key, so any split of the
+    updates into chunks gives the same run."""
     if not isinstance(env, Adapter):
         raise ParameterError(f"env must be a replicate.rl.envs.Adapter, got {type(env).__name__}")
     net = ActorCritic(env.n_actions, tuple(cfg.hidden), cfg.activation)
@@ -338,7 +337,7 @@ def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
         optax.adam(lr_schedule if cfg.anneal_lr else cfg.learning_rate, eps=cfg.adam_eps),
     )
 
-    def train(key):
+    def init(key):
         key, k_net, k_env, k_bonus = jax.random.split(key, 4)
         params = net.init(k_net, jnp.zeros((env.obs_dim,), jnp.float32))
         opt_state = tx.init(params)
@@ -357,96 +356,161 @@ def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
             key,
             jnp.zeros((), jnp.int32),
         )
+        return runner
 
-        def env_step(carry, _):
-            params, env_state, obs, first, tracker, key = carry
-            key, k_act, k_step = jax.random.split(key, 3)
-            logits, v_ext, v_int = net.apply(params, obs)
-            action = jax.random.categorical(k_act, logits)
-            logp, _ = categorical_logp_entropy(logits, action)
-            res = jax.vmap(env.step)(jax.random.split(k_step, E), env_state, action)
-            tracker, stats = exploration.tracker_step(
-                tracker, res.reward, res.done, res.success, res.next_state_id, track
-            )
-            tr = Rollout(
-                obs,
-                action,
-                logp,
-                v_ext,
-                v_int,
-                res.reward,
-                res.done,
-                first,
-                res.next_obs,
-                res.next_state_id,
-                res.success,
-            )
-            return (params, res.env_state, res.obs, res.done, tracker, key), (tr, stats)
+    def env_step(carry, _):
+        params, env_state, obs, first, tracker, key = carry
+        key, k_act, k_step = jax.random.split(key, 3)
+        logits, v_ext, v_int = net.apply(params, obs)
+        action = jax.random.categorical(k_act, logits)
+        logp, _ = categorical_logp_entropy(logits, action)
+        res = jax.vmap(env.step)(jax.random.split(k_step, E), env_state, action)
+        tracker, stats = exploration.tracker_step(
+            tracker, res.reward, res.done, res.success, res.next_state_id, track
+        )
+        tr = Rollout(
+            obs,
+            action,
+            logp,
+            v_ext,
+            v_int,
+            res.reward,
+            res.done,
+            first,
+            res.next_obs,
+            res.next_state_id,
+            res.success,
+        )
+        return (params, res.env_state, res.obs, res.done, tracker, key), (tr, stats)
 
-        def update(runner: Runner, _):
-            carry = (runner.params, runner.env_state, runner.obs, runner.first, runner.tracker, runner.key)
-            (params, env_state, obs, first, tracker, key), (traj, stats) = jax.lax.scan(env_step, carry, None, T)
-            key, k_bonus, k_perm = jax.random.split(key, 3)
-            _, last_v_ext, last_v_int = net.apply(params, obs)
+    def update(runner: Runner, _):
+        carry = (runner.params, runner.env_state, runner.obs, runner.first, runner.tracker, runner.key)
+        (params, env_state, obs, first, tracker, key), (traj, stats) = jax.lax.scan(env_step, carry, None, T)
+        key, k_bonus, k_perm = jax.random.split(key, 3)
+        _, last_v_ext, last_v_int = net.apply(params, obs)
 
-            if bonus is not None:
-                bonus_state, r_raw, binfo = bonus.intrinsic(runner.bonus_state, traj, k_bonus)
-                int_norm, r_int = normalise_intrinsic(runner.int_norm, r_raw, cfg.gamma_int, cfg.int_norm)
-            else:
-                bonus_state, binfo, int_norm = runner.bonus_state, {}, runner.int_norm
-                r_raw = r_int = jnp.zeros_like(traj.reward)
+        if bonus is not None:
+            bonus_state, r_raw, binfo = bonus.intrinsic(runner.bonus_state, traj, k_bonus)
+            int_norm, r_int = normalise_intrinsic(runner.int_norm, r_raw, cfg.gamma_int, cfg.int_norm)
+        else:
+            bonus_state, binfo, int_norm = runner.bonus_state, {}, runner.int_norm
+            r_raw = r_int = jnp.zeros_like(traj.reward)
 
-            params, opt_state, losses = learn(
-                cfg,
-                net,
-                tx,
-                params,
-                runner.opt_state,
-                traj,
-                r_int,
-                last_v_ext,
-                last_v_int,
-                int_coef,
-                int_weight,
-                k_perm,
-            )
-            metrics = {
-                "env_steps": (runner.update + 1) * cfg.batch_size,
-                "episodes": tracker.episodes,
-                "first_success": tracker.first_success,
-                "successes": tracker.successes,
-                "distinct_states": jnp.sum(tracker.visited),
-                "return_sum": jnp.sum(stats.return_sum),
-                "episodes_ended": jnp.sum(stats.ended),
-                "r_int_raw": jnp.mean(r_raw),
-                "r_int": jnp.mean(r_int),
-                **{k: jnp.mean(v) for k, v in losses.items()},
-                **binfo,
-            }
-            new = Runner(
-                params, opt_state, env_state, obs, first, bonus_state, int_norm, tracker, key, runner.update + 1
-            )
-            return new, metrics
+        params, opt_state, losses = learn(
+            cfg,
+            net,
+            tx,
+            params,
+            runner.opt_state,
+            traj,
+            r_int,
+            last_v_ext,
+            last_v_int,
+            int_coef,
+            int_weight,
+            k_perm,
+        )
+        metrics = {
+            "env_steps": (runner.update + 1) * cfg.batch_size,
+            "episodes": tracker.episodes,
+            "first_success": tracker.first_success,
+            "successes": tracker.successes,
+            "distinct_states": jnp.sum(tracker.visited),
+            "return_sum": jnp.sum(stats.return_sum),
+            "episodes_ended": jnp.sum(stats.ended),
+            "r_int_raw": jnp.mean(r_raw),
+            "r_int": jnp.mean(r_int),
+            **{k: jnp.mean(v) for k, v in losses.items()},
+            **binfo,
+        }
+        new = Runner(
+            params, opt_state, env_state, obs, first, bonus_state, int_norm, tracker, key, runner.update + 1
+        )
+        return new, metrics
 
-        return jax.lax.scan(update, runner, None, num_updates)
+    return init, update
+
+
+def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
+    """``train(key) -> (runner, metrics)``: pure, jittable, vmappable over keys.
+
+    ``bonus``: ``None`` (no intrinsic reward) or any object with ``init(key, env) -> state`` and
+    ``intrinsic(state, rollout, key) -> (state, r_int, info)`` (e.g. :class:`replicate.recode.bonus.Bonus`).
+    ``metrics``: dict of (num_updates,) arrays: ``env_steps``, ``episodes``, ``first_success``,
+    ``successes``, ``distinct_states``, ``return_sum``/``episodes_ended`` (of the update),
+    ``r_int_raw``/``r_int`` (means), losses.
+    """
+    init, update = make_init_update(cfg, env, bonus)
+
+    def train(key):
+        return jax.lax.scan(update, init(key), None, cfg.num_updates)
 
     return train
 
 
-def train_seeds(cfg: PPOConfig, env: Adapter, bonus, keys, *, batch: str = "map"):
+def train_seeds(cfg: PPOConfig, env: Adapter, bonus, keys, *, batch: str = "map",
+                checkpoint_dir: str | os.PathLike | None = None, chunk_updates: int = 0,
+                every_s: float = 600.0, on_chunk: Callable[[int, int], None] | None = None):
     """Run ``make_train`` for a (S, 2) stack of keys under one ``jit``; returns (runner, NumPy metrics (S, U)).
 
     ``batch="map"`` runs the seeds one after another inside the compiled program (``lax.map``);
     ``"vmap"`` batches them. On XLA:CPU the vmapped RND update hit a pathologically slow path
     (minutes instead of a second for a 2-seed DeepSea run), and with few cores batching gains little,
     so ``map`` is the default; on an accelerator ``vmap`` is the natural choice.
+
+    **Resumable runs.** With ``checkpoint_dir`` the ``num_updates`` updates run in jitted chunks of about
+    ``chunk_updates`` (default: a tenth of the run) under :func:`replicate.resumable.run_chunks`, which checkpoints the
+    runners and the metrics so far with orbax at most every ``every_s`` seconds; a re-run after an interruption
+    resumes from the last checkpoint and returns the same result as an uninterrupted run (the chunks replay the same
+    updates: every draw comes from the runner's key). ``on_chunk(done, total)`` is called after every chunk with the
+    number of updates done (progress; an exception raised there interrupts the run).
     """
     keys = jnp.asarray(keys)
     if keys.ndim != 2:
         raise ParameterError(f"keys must be a (seeds, 2) stack (replicate.rng.seed_keys), got shape {keys.shape}")
     if batch not in ("map", "vmap"):
         raise ParameterError(f"batch={batch!r}; choose 'map' or 'vmap'")
-    train = make_train(cfg, env, bonus)
-    fn = jax.jit(jax.vmap(train)) if batch == "vmap" else jax.jit(lambda ks: jax.lax.map(train, ks))
-    runner, metrics = fn(keys)
-    return runner, jax.tree.map(np.asarray, metrics)
+    if chunk_updates < 0:
+        raise ParameterError(f"chunk_updates={chunk_updates} must be >= 0 (0: a tenth of the run)")
+    if checkpoint_dir is None:
+        train = make_train(cfg, env, bonus)
+        fn = jax.jit(jax.vmap(train)) if batch == "vmap" else jax.jit(lambda ks: jax.lax.map(train, ks))
+        runner, metrics = fn(keys)
+        return runner, jax.tree.map(np.asarray, metrics)
+    return _train_seeds_chunked(cfg, env, bonus, keys, batch, checkpoint_dir, chunk_updates, every_s, on_chunk)
+
+
+def chunk_lengths(num_updates: int, chunk_updates: int = 0) -> list[int]:
+    """Split ``num_updates`` into chunks of about ``chunk_updates`` (0: ten chunks), at most two distinct lengths
+    (so at most two compilations)."""
+    target = chunk_updates or max(1, -(-num_updates // 10))
+    n_chunks = max(1, -(-num_updates // target))
+    return [len(part) for part in np.array_split(np.arange(num_updates), n_chunks)]
+
+
+def _train_seeds_chunked(cfg, env, bonus, keys, batch, checkpoint_dir, chunk_updates, every_s, on_chunk):
+    init, update = make_init_update(cfg, env, bonus)
+    over_seeds = jax.vmap if batch == "vmap" else (lambda f: lambda xs: jax.lax.map(f, xs))
+    lengths = chunk_lengths(cfg.num_updates, chunk_updates)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
+
+    def make_run(n):
+        return jax.jit(over_seeds(lambda runner: jax.lax.scan(update, runner, None, n)))
+
+    runs = {n: make_run(n) for n in sorted(set(lengths))}
+    runners = jax.jit(over_seeds(init))(keys)
+    # the metrics so far live in the checkpointed state: (S, U) buffers filled chunk by chunk
+    shapes = jax.eval_shape(runs[lengths[0]], runners)[1]
+    buffers = {k: jnp.zeros((v.shape[0], cfg.num_updates) + v.shape[2:], v.dtype) for k, v in shapes.items()}
+
+    def chunk(state, i):
+        runners, buf = state
+        runners, m = runs[lengths[i]](runners)
+        buf = {k: jax.lax.dynamic_update_slice_in_dim(buf[k], m[k], starts[i], axis=1) for k in buf}
+        jax.block_until_ready(runners)
+        if on_chunk is not None:
+            on_chunk(starts[i] + lengths[i], cfg.num_updates)
+        return runners, buf
+
+    runners, metrics = resumable.run_chunks((runners, buffers), chunk, len(lengths), checkpoint_dir, every_s=every_s)
+    return runners, jax.tree.map(np.asarray, metrics)
