@@ -38,6 +38,14 @@ def test_units_reuse_only_same_name_inputs_and_code(tmp_path):
         units.run("u", [2], lambda: 0)
 
 
+def test_checkpoint_dir_is_per_unit_beside_its_result_and_none_when_disabled(tmp_path):
+    units = resumable.Units(tmp_path, fingerprint="code-a")
+    a, b = units.checkpoint_dir("u", {"x": 1}), units.checkpoint_dir("u", {"x": 2})
+    assert a != b and a.parent == tmp_path and a.with_suffix(".pkl") == units.path("u", {"x": 1})
+    assert resumable.Units(tmp_path, fingerprint="code-b").checkpoint_dir("u", {"x": 1}) != a  # code change: fresh
+    assert resumable.Units(None).checkpoint_dir("u", {"x": 1}) is None
+
+
 def test_code_fingerprint_changes_with_content(tmp_path):
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text("x = 1\n")

@@ -99,6 +99,11 @@ class Units:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
         return self.directory / f"{safe}-{self.key(name, inputs)}.pkl"
 
+    def checkpoint_dir(self, name: str, inputs: Mapping[str, Any]) -> Path | None:
+        """Where unit ``name`` with these ``inputs`` keeps its training checkpoints (:func:`run_chunks`), beside
+        its result file; ``None`` when the store is disabled (then the unit trains without checkpoints)."""
+        return None if self.directory is None else self.path(name, inputs).with_suffix(".ckpt")
+
     def run(self, name: str, inputs: Mapping[str, Any], fn: Callable[[], T]) -> T:
         """The stored result of unit ``name`` with these ``inputs``, or ``fn()`` (then stored atomically).
 
