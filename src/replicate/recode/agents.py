@@ -67,8 +67,7 @@ class RunSpec:
             object.__setattr__(self, "ppo", tuple(self.ppo.items()))
         if self.embedding not in bonus.EMBEDDINGS:
             raise ParameterError(f"RunSpec: embedding={self.embedding!r}; choose one of {bonus.EMBEDDINGS}")
-        if self.memory_update is not None and self.memory_update not in memory.UPDATE_RULES:
-            raise ParameterError(f"RunSpec: memory_update={self.memory_update!r}; choose one of {memory.UPDATE_RULES}")
+        recode_config(self.memory_size, self.recode_gamma, self.memory_update)  # RecodeConfig validates them
         if self.embedding == "casm" and self.num_steps % self.casm_seq_len:
             raise ParameterError(f"RunSpec: casm_seq_len={self.casm_seq_len} must divide num_steps={self.num_steps}")
 

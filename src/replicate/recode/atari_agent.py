@@ -27,7 +27,7 @@ import optax
 
 from replicate.nn import actor_critic
 from replicate.params import ParameterError
-from replicate.recode import agents, bonus, memory
+from replicate.recode import agents, bonus
 from replicate.rl import atari, ppo
 
 METHODS = ("none", "rnd", "emm", "ngu", "recode")  # the bonuses the Atari agent supports (counts needs the true state)
@@ -68,9 +68,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.embedding not in bonus.EMBEDDINGS:
             raise ParameterError(f"RunConfig: embedding={self.embedding!r}; choose one of {bonus.EMBEDDINGS}")
-        if self.memory_update is not None and self.memory_update not in memory.UPDATE_RULES:
-            raise ParameterError(f"RunConfig: memory_update={self.memory_update!r}; "
-                                 f"choose one of {memory.UPDATE_RULES}")
+        agents.recode_config(self.memory_size, self.recode_gamma, self.memory_update)  # RecodeConfig validates them
         self.atari.check_num_envs(self.num_envs)
 
     def ppo_config(self) -> ppo.PPOConfig:

@@ -472,12 +472,11 @@ def train_seeds(cfg: PPOConfig, env: Adapter, bonus, keys, *, batch: str = "map"
         raise ParameterError(f"batch={batch!r}; choose 'map' or 'vmap'")
     if chunk_updates < 0:
         raise ParameterError(f"chunk_updates={chunk_updates} must be >= 0 (0: a tenth of the run)")
+    over_seeds = jax.vmap if batch == "vmap" else (lambda f: lambda xs: jax.lax.map(f, xs))
     if checkpoint_dir is None:
-        train = make_train(cfg, env, bonus)
-        fn = jax.jit(jax.vmap(train)) if batch == "vmap" else jax.jit(lambda ks: jax.lax.map(train, ks))
-        runner, metrics = fn(keys)
+        runner, metrics = jax.jit(over_seeds(make_train(cfg, env, bonus)))(keys)
         return runner, jax.tree.map(np.asarray, metrics)
-    return _train_seeds_chunked(cfg, env, bonus, keys, batch, checkpoint_dir, chunk_updates, every_s, on_chunk)
+    return _train_seeds_chunked(cfg, env, bonus, keys, over_seeds, checkpoint_dir, chunk_updates, every_s, on_chunk)
 
 
 def chunk_lengths(num_updates: int, chunk_updates: int = 0) -> list[int]:
@@ -488,9 +487,8 @@ def chunk_lengths(num_updates: int, chunk_updates: int = 0) -> list[int]:
     return [len(part) for part in np.array_split(np.arange(num_updates), n_chunks)]
 
 
-def _train_seeds_chunked(cfg, env, bonus, keys, batch, checkpoint_dir, chunk_updates, every_s, on_chunk):
+def _train_seeds_chunked(cfg, env, bonus, keys, over_seeds, checkpoint_dir, chunk_updates, every_s, on_chunk):
     init, update = make_init_update(cfg, env, bonus)
-    over_seeds = jax.vmap if batch == "vmap" else (lambda f: lambda xs: jax.lax.map(f, xs))
     lengths = chunk_lengths(cfg.num_updates, chunk_updates)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
 
