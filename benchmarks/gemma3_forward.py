@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import time
 
 import jax
@@ -49,6 +50,14 @@ def prompt_ids(model: gemma.Gemma3, n: int) -> list[int]:
     return ids[:n]
 
 
+def uptime() -> str:
+    """``uptime``'s line (the machine's load averages over 1, 5 and 15 minutes), for the notes."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="lengths 128 and 512 only, fewer repeats")
@@ -60,6 +69,7 @@ def main() -> None:
     threads = os.cpu_count() or 1
     import torch
 
+    uptime_start = uptime()
     model = gemma.load("float32")
     ref = load_reference(threads)
     rows = []
@@ -90,12 +100,17 @@ def main() -> None:
         ours_s = float(np.median(t_ours))
         theirs_k = {k: float(np.median(v)) for k, v in t_theirs.items()}
         best = min(theirs_k, key=theirs_k.get)
-        rows.append({
-            "tokens": n, "JAX (ours) s": ours_s,
-            **{f"transformers, {k} thread{'s' if k > 1 else ''} s": v for k, v in theirs_k.items()},
-            "speed-up (best PyTorch / JAX)": theirs_k[best] / ours_s, "JAX first call incl. compile s": compile_s,
-            "max abs logit diff": err, "repeats": repeats,
-        })
+        rows.append(
+            {
+                "tokens": n,
+                "JAX (ours) s": ours_s,
+                **{f"transformers, {k} thread{'s' if k > 1 else ''} s": v for k, v in theirs_k.items()},
+                "speed-up (best PyTorch / JAX)": theirs_k[best] / ours_s,
+                "JAX first call incl. compile s": compile_s,
+                "max abs logit diff": err,
+                "repeats": repeats,
+            }
+        )
         print(rows[-1], flush=True)
 
     # Bucketing: 8 lengths in (64, 128] share one compiled forward; unpadded, each length compiles.
@@ -118,11 +133,13 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
 
-    load = os.getloadavg()
     notes = (
         f"Gemma 3 270M (Q4_K_M GGUF dequantised to float32), one sequence, all 18 layers, last-position logits. "
-        f"CPU, {threads} cores, load average {load[0]:.1f} at the end (the machine was shared with other jobs; "
-        f"the two implementations alternate, so both saw the same load). "
+        f"Beyond one query block ({gemma.ATTENTION_BLOCK} tokens) local layers compute only the key blocks their "
+        f"512-key window meets (blocked attention, query blocks of {gemma.ATTENTION_BLOCK}); global layers the full "
+        f"causal scores. "
+        f"CPU, {threads} cores, shared with other jobs: `uptime` at the start '{uptime_start}', at the end "
+        f"'{uptime()}' (the two implementations alternate, so both saw the same load). "
         f"transformers {__import__('transformers').__version__} "
         f"({ref.config._attn_implementation} attention, torch {torch.__version__}, "
         f"timed with 1 and {threads} threads: on an "

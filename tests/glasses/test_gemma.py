@@ -307,13 +307,18 @@ def test_banded_attention_bfloat16():
 
 
 def test_band_geometry():
-    n_blocks, band, mask = gemma.band_geometry(seq=40, window=16, block=8)
-    assert (n_blocks, band, mask.shape) == (5, 24, (5, 8, 24))  # ceil((8 + 15) / 8) = 3 key blocks
-    # Every query sees min(q + 1, window) keys: none is lost at the band's edges.
-    np.testing.assert_array_equal(mask.sum(-1).ravel(), np.minimum(np.arange(40) + 1, 16))
-    # A length not a multiple of the block: padded queries exist, keys past the end are never visible.
-    n_blocks, band, mask = gemma.band_geometry(seq=13, window=16, block=8)
-    assert n_blocks == 2 and mask.reshape(16, band).sum(-1)[:13].tolist() == list(range(1, 14))
+    # Window 16, block 8: a band of ceil((8 + 15) / 8) = 3 key blocks; the first 2 query blocks (head
+    # blocks) meet the keys from 0 instead.
+    assert gemma.band_geometry(seq=40, window=16, block=8) == (5, 2, 24)
+    assert gemma.band_geometry(seq=13, window=16, block=8) == (2, 2, 24)  # all head blocks
+    assert gemma.band_geometry(seq=40, window=16, block=32) == (2, 1, 64)
+    assert gemma.band_geometry(seq=2048, window=512, block=128) == (16, 4, 640)
+    # Every query of every band sees min(q + 1, window) keys: none is lost at the band's edges.
+    q = np.arange(40).reshape(5, 8)[2:]
+    keys = np.arange(3)[:, None] * 8 + np.arange(24)
+    visible = gemma.window_mask(q, keys, window=16, seq=40)
+    np.testing.assert_array_equal(visible.sum(-1).ravel(), np.minimum(q.ravel() + 1, 16))
+    assert not gemma.window_mask(np.arange(8, 16), np.arange(16), window=16, seq=13)[:, 13:].any()
 
 
 def _random_params(cfg, seed=0):
@@ -353,15 +358,16 @@ def _masked_reference_forward(cfg, params, emb):
     return y @ params["embed"].T, jnp.stack(probs)
 
 
-@pytest.mark.parametrize("seq", [64, 100, 300])
+@pytest.mark.parametrize("seq", [64, 140, 200, 520])
 def test_forward_with_banded_local_layers_equals_masked_reference(seq):
-    # A tiny random Gemma 3 (window 100, one global layer in three): beyond the window the jitted forward
-    # switches local layers to banded attention (the global layer stays full); logits and attention
-    # weights must equal a layer-by-layer forward with explicit masks, below, at and above the window
-    # (300: three query blocks of 128, the last one padded).
+    # A tiny random Gemma 3 (window 150, one global layer in three): beyond one query block (128) the
+    # jitted forward switches local layers to banded attention (the global layer stays full); logits
+    # and attention weights must equal a layer-by-layer forward with explicit masks: within one block
+    # (64), below the window (140: two head blocks), beyond it with head blocks only (200) and with
+    # band blocks too (520: 2 head blocks of 128 and 3 blocks of a 384-key band, the last padded).
     cfg = gemma_weights.Gemma3Config(
         vocab_size=50, width=16, n_layers=3, n_heads=2, n_kv_heads=1, head_dim=8, ffn_width=24,
-        sliding_window=100, sliding_window_pattern=3, query_pre_attn_scalar=8.0,
+        sliding_window=150, sliding_window_pattern=3, query_pre_attn_scalar=8.0,
     )  # fmt: skip
     params = _random_params(cfg)
     emb = jnp.asarray(np.random.default_rng(seq).normal(size=(seq, cfg.width)), jnp.float32)

@@ -13,7 +13,9 @@ reference the tests compare against):
   scores scaled by ``query_pre_attn_scalar ** -0.5``, softmax in float32;
 * RoPE (half-split / NeoX layout) with base 10 000 on local layers and 1 000 000 on global layers;
 * every 6th layer (5, 11, 17) is global (full causal attention); the others are local with a
-  sliding window of 512 keys (key j is visible from query i iff ``i - 512 < j <= i``);
+  sliding window of 512 keys (key j is visible from query i iff ``i - 512 < j <= i``). The local
+  layers compute only that band (:func:`banded_attention`: query blocks of 128 meet only the key
+  blocks their window intersects), the global layers every causal score;
 * GeGLU feed-forward: ``down(gelu_tanh(gate(x)) * up(x))``.
 
 The weights, configuration and tokenizer come from :mod:`replicate.glasses.gemma_weights`; greedy
@@ -135,72 +137,85 @@ def grouped_query_attention(cfg: Gemma3Config, q, k, v, mask):
     return out, probs.transpose(0, 2, 1, 3).reshape(cfg.n_heads, sq, -1)
 
 
-def band_geometry(seq: int, window: int, block: int) -> tuple[int, int, np.ndarray]:
-    """Static layout of :func:`banded_attention` for ``seq`` queries: (query blocks, band width, band mask).
+def window_mask(q_pos: np.ndarray, k_pos: np.ndarray, window: int, seq: int) -> np.ndarray:
+    """(..., Sq, Sk) bool: key ``k`` is visible from query ``q`` in a sliding window of ``window`` keys,
+    ``q - window < k <= q``, and is a real position (``0 <= k < seq``)."""
+    q, k = q_pos[..., :, None], k_pos[..., None, :]
+    return (q >= k) & (q - k < window) & (k >= 0) & (k < seq)
 
-    Query block i holds positions ``[i*block, (i+1)*block)``; its keys are the ``band = k*block``
-    positions ``[(i+1)*block - band, (i+1)*block)``, the fewest whole blocks covering every key any of
-    its queries may see (``q - window < key <= q``), i.e. ``k = ceil((block + window - 1) / block)``.
-    The mask (blocks, block, band) is True where the key is visible from the query and lies in
-    ``[0, seq)`` (the band reaches before position 0 in the first blocks and past ``seq`` in the last).
+
+def band_geometry(seq: int, window: int, block: int) -> tuple[int, int, int]:
+    """Static block layout of :func:`banded_attention`: (query blocks, head blocks, band).
+
+    Query block i holds positions ``[i*block, (i+1)*block)``; it meets the ``band = k*block`` keys
+    ``[(i+1)*block - band, (i+1)*block)``, the fewest whole blocks covering every key any of its
+    queries may see (``q - window < key <= q``): ``k = ceil((block + window - 1) / block)``. The first
+    ``k - 1`` blocks (the head blocks) would reach before position 0; they meet keys
+    ``[0, (i+1)*block)`` instead, so no score outside the causal window's blocks is computed.
     """
     n_blocks = -(-seq // block)
     band = -(-(block + window - 1) // block) * block
-    q_pos = np.arange(n_blocks)[:, None, None] * block + np.arange(block)[None, :, None]
-    k_pos = (np.arange(n_blocks)[:, None, None] + 1) * block - band + np.arange(band)[None, None, :]
-    mask = (q_pos >= k_pos) & (q_pos - k_pos < window) & (k_pos >= 0) & (k_pos < seq)
-    return n_blocks, band, mask
+    return n_blocks, min(band // block - 1, n_blocks), band
 
 
 def band_to_full(band_probs: jax.Array, seq: int, block: int) -> jax.Array:
-    """Scatter banded weights (..., blocks, block, band) into full (..., blocks * block, seq) rows.
+    """Scatter banded weights (..., n, block, band) into full rows (..., n * block, seq).
 
-    Row a of block i holds keys ``(i+1)*block - band + c``; shifting row i by ``i*block`` is a pad,
-    flatten and reshape (the skew trick): with rows padded to ``width + block`` and re-read in rows of
-    ``width``, entry (i, c) lands at column ``i*block + c``. Keys outside ``[0, seq)`` are dropped.
+    Row a of block j holds keys ``j*block + c`` (c < band); shifting block j's rows by ``j*block`` is
+    a pad, flatten and reshape (the skew trick): rows padded to ``width + block`` and re-read in rows
+    of ``width`` put entry (j, c) at column ``j*block + c``. Columns from ``seq`` on are dropped.
     """
-    *lead, n_blocks, _, band = band_probs.shape
-    width = n_blocks * block + band - block  # key coordinates shifted by the band's reach before 0
-    x = jnp.moveaxis(band_probs, -2, -3)  # (..., block, blocks, band)
+    *lead, n, _, band = band_probs.shape
+    width = (n - 1) * block + band
+    x = jnp.moveaxis(band_probs, -2, -3)  # (..., block, n, band)
     x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width + block - band)])
-    x = x.reshape(*x.shape[:-2], n_blocks * (width + block))[..., : n_blocks * width]
-    x = x.reshape(*x.shape[:-1], n_blocks, width)[..., band - block : band - block + seq]
-    return jnp.moveaxis(x, -3, -2).reshape(*lead, n_blocks * block, seq)
+    x = x.reshape(*x.shape[:-2], n * (width + block))[..., : n * width]
+    x = x.reshape(*x.shape[:-1], n, width)[..., :seq]
+    return jnp.moveaxis(x, -3, -2).reshape(*lead, n * block, seq)
 
 
 def banded_attention(cfg: Gemma3Config, q, k, v, *, window: int, block: int = ATTENTION_BLOCK):
-    """Sliding-window grouped-query attention computing only the band: key j visible from query i iff
-    ``i - window < j <= i``.
+    """Sliding-window grouped-query attention computing only the blocks the window meets: key j is
+    visible from query i iff ``i - window < j <= i``.
 
-    Equal to :func:`grouped_query_attention` with the sliding-window mask, at a cost of
-    ``seq * band`` scores per head instead of ``seq**2`` (``band`` = 640 for window 512, block 128):
-    queries go in blocks of ``block``, and each block meets only the key blocks its window intersects
-    (:func:`band_geometry`), gathered by static slicing of the zero-padded keys. Static shapes, any
-    ``seq`` (padded to whole blocks). q (S, H, Dh); k, v (S, Hkv, Dh). Returns the output (S, H*Dh)
-    and the weights (H, S, S) scattered back to full rows (computed only if used).
+    Equal to :func:`grouped_query_attention` with the sliding-window mask, at a cost of about
+    ``seq * band`` scores per head instead of ``seq**2`` (``band`` = 640 keys for window 512 and block
+    128; below the window, the causal triangle's blocks only). Queries go in blocks of ``block``
+    (:func:`band_geometry`): each of the first few (head) blocks meets the keys from 0 to its end;
+    all the others meet a band of the same width, gathered by static slicing and computed as one
+    batched matmul. Static shapes, any ``seq`` (padded to whole blocks). q (S, H, Dh); k, v (S, Hkv,
+    Dh). Returns the output (S, H*Dh) and the weights (H, S, S) scattered back to full rows (computed
+    only if used).
     """
     seq = q.shape[0]
     group = cfg.n_heads // cfg.n_kv_heads
-    n_blocks, band, mask = band_geometry(seq, window, block)
+    n_blocks, n_head, band = band_geometry(seq, window, block)
     padded = n_blocks * block
-    n_key_blocks = n_blocks + band // block - 1
-
-    def key_bands(x):  # (S, Hkv, Dh) -> (Hkv, blocks, band, Dh)
-        x = jnp.pad(x, ((band - block, padded - seq), (0, 0), (0, 0))).transpose(1, 0, 2)
-        x = x.reshape(cfg.n_kv_heads, n_key_blocks, block, cfg.head_dim)
-        return jnp.concatenate([x[:, o : o + n_blocks] for o in range(band // block)], axis=2)
-
-    qb = jnp.pad(q, ((0, padded - seq), (0, 0), (0, 0))).reshape(n_blocks, block, cfg.n_kv_heads, group, cfg.head_dim)
-    out, probs = softmax_attention(
-        qb.transpose(2, 0, 1, 3, 4),
-        key_bands(k),
-        key_bands(v),
-        jnp.asarray(mask)[None],
-        cfg.query_pre_attn_scalar**-0.5,
-    )  # out (Hkv, blocks, block, G, Dh); probs (Hkv, blocks, block, G, band)
-    out = out.transpose(1, 2, 0, 3, 4).reshape(padded, cfg.n_heads * cfg.head_dim)[:seq]
-    probs = band_to_full(probs.transpose(0, 3, 1, 2, 4), seq, block)  # (Hkv, G, padded, seq)
-    return out, probs.reshape(cfg.n_heads, padded, seq)[:, :seq]
+    scale = cfg.query_pre_attn_scalar**-0.5
+    pad = ((0, padded - seq), (0, 0), (0, 0))
+    qb = jnp.pad(q, pad).reshape(n_blocks, block, cfg.n_kv_heads, group, cfg.head_dim).transpose(2, 0, 1, 3, 4)
+    kh, vh = (jnp.pad(x, pad).transpose(1, 0, 2) for x in (k, v))  # (Hkv, padded, Dh)
+    positions = np.arange(padded).reshape(n_blocks, block)
+    outs, probs = [], []
+    for i in range(n_head):  # (Hkv, block, G, Dh) against keys [0, (i+1)*block)
+        keys = np.arange((i + 1) * block)
+        mask = jnp.asarray(window_mask(positions[i], keys, window, seq))
+        out, p = softmax_attention(qb[:, i], kh[:, : keys.size], vh[:, : keys.size], mask[None], scale)
+        outs.append(out)
+        probs.append(jnp.pad(p, ((0, 0), (0, 0), (0, 0), (0, padded - keys.size)))[..., :seq])
+    if n_blocks > n_head:  # the rest: block i = n_head + j meets keys [j*block, j*block + band)
+        n = n_blocks - n_head
+        kb, vb = (x.reshape(cfg.n_kv_heads, n_blocks, block, cfg.head_dim) for x in (kh, vh))
+        k_band, v_band = (jnp.concatenate([x[:, o : o + n] for o in range(band // block)], axis=2) for x in (kb, vb))
+        keys = positions[:n, :1] + np.arange(band)  # (n, band)
+        mask = jnp.asarray(window_mask(positions[n_head:], keys, window, seq))
+        out, p = softmax_attention(qb[:, n_head:], k_band, v_band, mask[None], scale)  # (Hkv, n, block, G, .)
+        outs.append(out.reshape(cfg.n_kv_heads, n * block, group, cfg.head_dim))
+        probs.append(band_to_full(jnp.moveaxis(p, 3, 1), seq, block).transpose(0, 2, 1, 3))  # (Hkv, n*block, G, seq)
+    out = jnp.concatenate(outs, axis=1)  # (Hkv, padded, G, Dh)
+    out = out.transpose(1, 0, 2, 3).reshape(padded, cfg.n_heads * cfg.head_dim)[:seq]
+    probs = jnp.concatenate(probs, axis=1).transpose(0, 2, 1, 3).reshape(cfg.n_heads, padded, seq)[:, :seq]
+    return out, probs
 
 
 def geglu_mlp(lp, x):
@@ -244,9 +259,9 @@ def forward_embeddings(params, emb, length, *, cfg: Gemma3Config, attentions: bo
     seq = emb.shape[0]
     pos = jnp.arange(seq)
     causal, _, rl, rg = masks_and_rope(cfg, pos, pos, dtype)
-    # Up to the window, the sliding window hides nothing: every layer is plain causal attention.
-    # Beyond it, local layers compute only their band and global layers the full causal scores.
-    banded = seq > cfg.sliding_window
+    # Local layers compute only the key blocks their window meets (below the window, the causal
+    # triangle's), global layers every causal score; within one block both are the same full scores.
+    banded = seq > ATTENTION_BLOCK
 
     def causal_attention(q, k, v):
         out, probs = grouped_query_attention(cfg, q, k, v, causal)
