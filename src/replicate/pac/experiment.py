@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -78,6 +79,7 @@ def run_method(
     chunk: int,
     eval_every: int = 0,
     alpha: float | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """One run of ``method`` (one of :data:`ALL_METHODS`) at a training budget of ``budget`` FLOPs: the method's
     updates are :func:`steps_for_budget` of its own :func:`update_flops` (same compute, different step counts).
@@ -87,18 +89,21 @@ def run_method(
     data with the same reward scale (``tc.reward_scale``). Both evaluate with
     :func:`replicate.pac.train.evaluate`. The row gains ``method``, ``budget`` and ``flops_per_update``; the
     Perceiver's per-update loss curves are dropped (plain, picklable data for :mod:`replicate.resumable`).
+    With ``checkpoint_dir`` (e.g. :meth:`replicate.resumable.Units.checkpoint_dir`) the training checkpoints
+    there and resumes (:func:`replicate.pac.train.train_in_chunks`).
     """
     flops = update_flops(method, net, pac, tc, peers, merged)
     steps = steps_for_budget(budget, flops, chunk)
     if method in ("BC", "PAC"):
         a, cw = BC if method == "BC" else (pac.alpha if alpha is None else alpha, 1.0)
         row = run(merged, metas, net, pac, tc, steps, seed, a, cw, eval_episodes=eval_episodes,
-                  action_repeat=action_repeat, chunk=chunk, eval_every=eval_every)
+                  action_repeat=action_repeat, chunk=chunk, eval_every=eval_every, checkpoint_dir=checkpoint_dir)
         row = {k: v for k, v in row.items() if k not in ("curve_bc_nll", "curve_critic")}
     else:
         cfg = dataclasses.replace(peers[method], num_updates=steps)
         row = offline_peers.run(cfg, merged, metas, seed, eval_episodes=eval_episodes, action_repeat=action_repeat,
-                                reward_scale=tc.reward_scale, eval_every=eval_every, chunk=chunk)
+                                reward_scale=tc.reward_scale, eval_every=eval_every, chunk=chunk,
+                                checkpoint_dir=checkpoint_dir)
     return {**row, "method": method, "budget": float(budget), "flops_per_update": float(flops)}
 
 
@@ -126,6 +131,8 @@ def run(
     holdout: Mapping[str, np.ndarray] | None = None,
     chunk: int = 0,
     eval_every: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    every_s: float = 600.0,
 ) -> dict[str, Any]:
     """Train from scratch with ``(alpha, critic_weight)`` for ``steps`` updates; return a result row.
 
@@ -135,26 +142,26 @@ def run(
     once). With ``eval_every > 0`` (and ``eval_episodes > 0``) the policy is also evaluated after every
     ``eval_every`` updates (rounded up to a multiple of ``chunk``): ``curve_eval_steps``, ``curve_eval``
     (normalised mean over tasks) and ``curve_eval_tasks`` (per task), the last point being the final score.
+    The loop is :func:`replicate.pac.train.train_in_chunks`: with ``checkpoint_dir`` it saves its state at most
+    every ``every_s`` seconds and a re-run resumes there (same result as an uninterrupted run).
     """
     key = jax.random.PRNGKey(seed)
     k_init, k_fit = jax.random.split(key)
     model, state = train.init_state(net, pac, tc, k_init)
     data = train.device_data(merged, tc.reward_scale)
-    chunk = min(chunk or steps, steps)
-    logs, seconds, curve, done, since_eval = [], 0.0, [], 0, 0
-    while done < steps:
-        n = min(chunk, steps - done)
-        state, m, s = train.fit(model, state, data, jax.random.fold_in(k_fit, done), pac, tc, n, alpha=alpha,
-                                critic_weight=critic_weight)
-        logs.append(m)
-        seconds += s
-        done, since_eval = done + n, since_eval + n
-        if eval_episodes > 0 and eval_every > 0 and (done == steps or since_eval >= eval_every):
-            ev = train.evaluate(train.perceiver_policy(model, state.params), merged, metas, eval_episodes, seed,
-                                action_repeat=action_repeat)
-            curve.append((done, ev))
-            since_eval = 0
-    metrics = {k: np.concatenate([log[k] for log in logs]) for k in logs[0]}
+
+    def make_chunk(n: int):
+        fn = train.make_train_fn(model, pac, tc, n)
+        # The second half of split(key), as train.fit uses it (runs stay bit-identical to the earlier loop).
+        return lambda st, k: fn(st, data, jax.random.split(k)[1], alpha, critic_weight)
+
+    def evaluate(st: train.TrainState):
+        return train.evaluate(train.perceiver_policy(model, st.params), merged, metas, eval_episodes, seed,
+                              action_repeat=action_repeat)
+
+    state, metrics, seconds, curve = train.train_in_chunks(
+        state, make_chunk, k_fit, steps, chunk=chunk, evaluate=evaluate if eval_episodes > 0 else None,
+        tasks=[m["task"] for m in metas], eval_every=eval_every, checkpoint_dir=checkpoint_dir, every_s=every_s)
     tail = max(1, steps // 10)
     row: dict[str, Any] = {
         "alpha": alpha, "critic_weight": critic_weight, "seed": seed, "steps": steps,
@@ -167,12 +174,10 @@ def run(
     }
     if holdout is not None:
         row.update(heldout_losses(model, state, holdout, pac, tc, seed))
-    if eval_episodes > 0:
-        ev = curve[-1][1] if curve else train.evaluate(train.perceiver_policy(model, state.params), merged, metas,
-                                                        eval_episodes, seed, action_repeat=action_repeat)
-        row.update(train.score_row(ev))
     if curve:
-        row.update(train.eval_curve(curve))
+        row.update(train.score_row(curve[-1][1]))
+        if eval_every > 0:
+            row.update(train.eval_curve(curve))
     return row
 
 

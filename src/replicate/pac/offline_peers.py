@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
+import os
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -682,12 +682,16 @@ def run(
     reward_scale: float = 1.0,
     eval_every: int = 0,
     chunk: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    every_s: float = 600.0,
 ) -> dict[str, Any]:
     """One run of a peer, the counterpart of :func:`replicate.pac.experiment.run`: fresh networks from ``seed``,
     ``cfg.num_updates`` minibatch updates on :func:`from_merged` ``(merged, reward_scale)`` (in jitted scans of
     ``chunk`` updates, default all at once), then the shared evaluation (:func:`replicate.pac.train.evaluate`,
     ``eval_episodes`` per task; none when 0). With ``eval_every > 0`` also after every ``eval_every`` updates
     (rounded up to a multiple of ``chunk``): the ``curve_eval*`` columns of :func:`replicate.pac.train.eval_curve`.
+    The loop is :func:`replicate.pac.train.train_in_chunks` (with ``checkpoint_dir``: checkpointed at most every
+    ``every_s`` seconds, resumable).
 
     The row holds ``method``, ``seed``, ``steps``, ``train_seconds``, ``train_flops`` (:func:`update_flops` x
     updates), ``finite`` (all losses finite), ``critic_loss_end`` / ``actor_loss_end`` (mean of the last 10 %
@@ -698,21 +702,17 @@ def run(
     k_init, k_run = jax.random.split(jax.random.PRNGKey(seed))
     state = init(cfg, k_init, obs_dim, act_dim)
     total = cfg.num_updates
-    chunk = min(chunk or total, total)
-    logs, curve, seconds, done, since_eval = [], [], 0.0, 0, 0
-    while done < total:
-        n = min(chunk, total - done)
-        t0 = time.perf_counter()
-        state, m = make_update_chunk_cached(cfg, n)(state, arrays, jax.random.fold_in(k_run, done))
-        jax.block_until_ready(state)
-        seconds += time.perf_counter() - t0
-        logs.append(jax.device_get(m))
-        done, since_eval = done + n, since_eval + n
-        if eval_episodes > 0 and (done == total or (eval_every > 0 and since_eval >= eval_every)):
-            ev = evaluate(cfg, state.actor, merged, metas, eval_episodes, seed, action_repeat=action_repeat)
-            curve.append((done, ev))
-            since_eval = 0
-    metrics = {k: np.concatenate([log[k] for log in logs]) for k in logs[0]}
+
+    def make_chunk(n: int):
+        fn = make_update_chunk_cached(cfg, n)
+        return lambda st, k: fn(st, arrays, k)
+
+    def evaluate_actor(st) -> dict[str, dict[str, float]]:
+        return evaluate(cfg, st.actor, merged, metas, eval_episodes, seed, action_repeat=action_repeat)
+
+    state, metrics, seconds, curve = train.train_in_chunks(
+        state, make_chunk, k_run, total, chunk=chunk, evaluate=evaluate_actor if eval_episodes > 0 else None,
+        tasks=[m["task"] for m in metas], eval_every=eval_every, checkpoint_dir=checkpoint_dir, every_s=every_s)
     tail = max(1, total // 10)
     row: dict[str, Any] = {
         "method": method_name(cfg), "seed": seed, "steps": total, "train_seconds": seconds,

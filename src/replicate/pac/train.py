@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -24,6 +25,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from replicate import resumable
 from replicate.pac import offline_data
 from replicate.pac.losses import PACConfig, bc_loss, pac_loss
 from replicate.pac.perceiver import PerceiverActorCritic, PerceiverConfig, init_params, undiscretise_actions
@@ -165,6 +167,90 @@ def fit(model, state: TrainState, data, key: Array, pac_cfg: PACConfig, train_cf
     jax.block_until_ready(state.params)
     metrics = {k: np.concatenate([log[k] for log in logs]) for k in logs[0]}
     return state, metrics, time.perf_counter() - t0
+
+
+def chunk_schedule(steps: int, chunk: int, eval_every: int) -> tuple[list[int], list[bool]]:
+    """Sizes of the jitted chunks of a ``steps``-update run (``chunk`` each, the last one shorter; ``chunk=0``:
+    one chunk) and, per chunk, whether the policy is evaluated after it: after the last chunk, and with
+    ``eval_every > 0`` also after every chunk that brings ``eval_every`` or more updates since the previous
+    evaluation (so the spacing is ``eval_every`` rounded up to whole chunks)."""
+    if steps < 1:
+        raise ParameterError(f"steps={steps}: a run needs at least one update")
+    chunk = min(chunk or steps, steps)
+    sizes = [chunk] * (steps // chunk) + ([steps % chunk] if steps % chunk else [])
+    evals, since = [], 0
+    for i, n in enumerate(sizes):
+        since += n
+        evals.append(i == len(sizes) - 1 or (eval_every > 0 and since >= eval_every))
+        since = 0 if evals[-1] else since
+    return sizes, evals
+
+
+def train_in_chunks(
+    state: Any,
+    make_chunk: Callable[[int], Callable[[Any, Array], tuple[Any, Mapping[str, Array]]]],
+    key: Array,
+    steps: int,
+    *,
+    chunk: int = 0,
+    evaluate: Callable[[Any], Mapping[str, Mapping[str, float]]] | None = None,
+    tasks: Sequence[str] = (),
+    eval_every: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    every_s: float = 600.0,
+) -> tuple[Any, dict[str, np.ndarray], float, list[tuple[int, dict[str, dict[str, float]]]]]:
+    """The offline training loop of BC, PAC (:func:`replicate.pac.experiment.run`) and the peers
+    (:func:`replicate.pac.offline_peers.run`): ``steps`` updates in jitted chunks, evaluations in between,
+    resumable.
+
+    ``make_chunk(n)`` returns a jitted ``(state, key) -> (state, metrics)`` running ``n`` updates (``metrics``:
+    one value per update for each scalar); the chunk starting after ``done`` updates gets the key
+    ``fold_in(key, done)``. Chunks and evaluations follow :func:`chunk_schedule`; ``evaluate(state)`` returns
+    :func:`evaluate`'s ``{task: {"return", "normalised"}}`` for the ``tasks`` (none when ``evaluate`` is None).
+
+    With ``checkpoint_dir`` the loop runs under :func:`replicate.resumable.run_chunks`: the training state,
+    the metrics so far, the evaluations so far and the training seconds are saved with orbax at most every
+    ``every_s`` seconds, and a re-run resumes after the last saved chunk with the same result as an
+    uninterrupted run. Returns the final state, the metrics (arrays of length ``steps``), the seconds spent
+    in the updates, and the evaluations ``[(updates done, {task: {...}}), ...]``.
+    """
+    sizes, evals = chunk_schedule(steps, chunk, eval_every if evaluate is not None else 0)
+    if evaluate is None:
+        evals = [False] * len(sizes)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    slots = np.cumsum(evals) - 1  # the row of the evaluation after chunk i
+    shapes = jax.eval_shape(make_chunk(sizes[0]), state, key)[1]
+    init = {
+        "train": state,
+        "metrics": {k: np.zeros(steps, s.dtype) for k, s in shapes.items()},
+        "seconds": np.zeros((), np.float64),
+    }
+    if any(evals) and tasks:  # orbax saves no empty arrays
+        init["evals"] = np.zeros((int(sum(evals)), len(tasks), 2))  # (evaluation, task, [return, normalised])
+
+    def one_chunk(carry: dict[str, Any], i: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        st, m = make_chunk(sizes[i])(carry["train"], jax.random.fold_in(key, int(offsets[i])))
+        m = jax.device_get(m)
+        jax.block_until_ready(st)
+        seconds = carry["seconds"] + (time.perf_counter() - t0)
+        metrics = {k: v.copy() for k, v in carry["metrics"].items()}
+        for k, v in m.items():
+            metrics[k][offsets[i] : offsets[i + 1]] = v
+        nxt = {**carry, "train": st, "metrics": metrics, "seconds": np.asarray(seconds, np.float64)}
+        if evals[i]:
+            res = evaluate(st)
+            if "evals" in nxt:
+                nxt["evals"] = nxt["evals"].copy()
+                nxt["evals"][slots[i]] = [[res[t]["return"], res[t]["normalised"]] for t in tasks]
+        return nxt
+
+    out = resumable.run_chunks(init, one_chunk, len(sizes), checkpoint_dir, every_s=every_s)
+    curve = [(int(offsets[i + 1]), {t: {"return": float(out["evals"][slots[i], j, 0]),
+                                        "normalised": float(out["evals"][slots[i], j, 1])}
+                                    for j, t in enumerate(tasks)})
+             for i in range(len(sizes)) if evals[i]]
+    return out["train"], out["metrics"], float(out["seconds"]), curve
 
 
 # ----------------------------------------------------------------------------------------------
