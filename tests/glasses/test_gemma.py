@@ -358,16 +358,17 @@ def _masked_reference_forward(cfg, params, emb):
     return y @ params["embed"].T, jnp.stack(probs)
 
 
-@pytest.mark.parametrize("seq", [64, 140, 200, 520])
-def test_forward_with_banded_local_layers_equals_masked_reference(seq):
+@pytest.mark.parametrize("seq, window", [(64, 150), (140, 150), (200, 150), (520, 150), (24, 8)])
+def test_forward_with_banded_local_layers_equals_masked_reference(seq, window):
     # A tiny random Gemma 3 (window 150, one global layer in three): beyond one query block (128) the
     # jitted forward switches local layers to banded attention (the global layer stays full); logits
     # and attention weights must equal a layer-by-layer forward with explicit masks: within one block
     # (64), below the window (140: two head blocks), beyond it with head blocks only (200) and with
     # band blocks too (520: 2 head blocks of 128 and 3 blocks of a 384-key band, the last padded).
+    # A window shorter than one block (8) must still apply within the block (24 tokens).
     cfg = gemma_weights.Gemma3Config(
         vocab_size=50, width=16, n_layers=3, n_heads=2, n_kv_heads=1, head_dim=8, ffn_width=24,
-        sliding_window=150, sliding_window_pattern=3, query_pre_attn_scalar=8.0,
+        sliding_window=window, sliding_window_pattern=3, query_pre_attn_scalar=8.0,
     )  # fmt: skip
     params = _random_params(cfg)
     emb = jnp.asarray(np.random.default_rng(seq).normal(size=(seq, cfg.width)), jnp.float32)

@@ -260,8 +260,10 @@ def forward_embeddings(params, emb, length, *, cfg: Gemma3Config, attentions: bo
     pos = jnp.arange(seq)
     causal, _, rl, rg = masks_and_rope(cfg, pos, pos, dtype)
     # Local layers compute only the key blocks their window meets (below the window, the causal
-    # triangle's), global layers every causal score; within one block both are the same full scores.
-    banded = seq > ATTENTION_BLOCK
+    # triangle's), global layers every causal score. Plain causal attention serves the local layers only
+    # when the window hides nothing and the sequence fits one block (a window shorter than the sequence
+    # must be applied even within one block: e.g. a model copy with an 8-token window).
+    banded = seq > min(ATTENTION_BLOCK, cfg.sliding_window)
 
     def causal_attention(q, k, v):
         out, probs = grouped_query_attention(cfg, q, k, v, causal)
