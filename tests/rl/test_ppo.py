@@ -140,3 +140,39 @@ def test_config_validation():
         ppo.PPOConfig(int_norm="rms")
     with pytest.raises(ParameterError, match="below one rollout"):
         ppo.PPOConfig(num_envs=4, num_steps=4, total_timesteps=8)
+    with pytest.raises(ParameterError, match="unroll_learn"):
+        ppo.PPOConfig(unroll_learn=1)
+
+
+def test_unrolled_learn_equals_scanned_learn():
+    """``unroll_learn`` changes how XLA runs the epochs and minibatches, not what they compute."""
+    import types
+
+    import jax
+    import optax
+
+    from replicate.nn import actor_critic
+
+    T, E, n_actions, obs_dim = 8, 4, 3, 5
+    rng = np.random.default_rng(0)
+    traj = types.SimpleNamespace(
+        obs=jnp.asarray(rng.normal(size=(T, E, obs_dim)), jnp.float32),
+        action=jnp.asarray(rng.integers(0, n_actions, (T, E)), jnp.int32),
+        logp=jnp.full((T, E), -np.log(n_actions), jnp.float32),
+        v_ext=jnp.asarray(rng.normal(size=(T, E)), jnp.float32),
+        v_int=jnp.asarray(rng.normal(size=(T, E)), jnp.float32),
+        reward=jnp.asarray(rng.normal(size=(T, E)), jnp.float32),
+        done=jnp.asarray(rng.random((T, E)) < 0.1),
+    )
+    r_int = jnp.asarray(rng.random((T, E)), jnp.float32)
+    out = {}
+    for unroll in (False, True):
+        cfg = ppo.PPOConfig(num_envs=E, num_steps=T, total_timesteps=T * E, update_epochs=2, num_minibatches=2,
+                            unroll_learn=unroll)
+        net = actor_critic.ActorCritic(n_actions, cfg.hidden, cfg.activation)
+        tx = optax.adam(1e-3)
+        params = net.init(jax.random.PRNGKey(0), traj.obs[0])
+        out[unroll] = jax.jit(lambda p, o: ppo.learn(cfg, net, tx, p, o, traj, r_int, jnp.zeros(E), jnp.zeros(E),
+                                                     1.0, 1.0, jax.random.PRNGKey(1)))(params, tx.init(params))
+    for a, b in zip(jax.tree.leaves(out[False]), jax.tree.leaves(out[True])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

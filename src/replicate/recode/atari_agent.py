@@ -74,7 +74,9 @@ class RunConfig:
     def ppo_config(self) -> ppo.PPOConfig:
         batch = self.num_envs * self.num_steps
         steps = max(1, self.total_frames // (self.atari.frame_skip * batch)) * batch
-        return ppo.PPOConfig(num_envs=self.num_envs, num_steps=self.num_steps, total_timesteps=steps, **dict(self.ppo))
+        # The Nature CNN's gradients run ~10x faster on XLA:CPU outside a scan (PPOConfig.unroll_learn).
+        return ppo.PPOConfig(num_envs=self.num_envs, num_steps=self.num_steps, total_timesteps=steps,
+                             **{"unroll_learn": True, **dict(self.ppo)})
 
     def bonus_config(self) -> bonus.BonusConfig:
         """The bonus settings of this run (embedding MLP width 256 for the 42 x 42 frames)."""
