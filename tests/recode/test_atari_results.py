@@ -47,14 +47,16 @@ def test_curves_and_best_ended_episode(results):
 def test_end_of_budget_summaries_and_the_score_fallback(results):
     methods = ["none", "rnd", "recode"]
     rooms = atari_results.rooms_at_end(results, ["pitfall"], methods, SEEDS)
-    assert rooms == {"pitfall": {"none": 1.5, "rnd": 3.0, "recode": 3.0}}
+    assert rooms == {"pitfall": {"none": [2, 1], "rnd": [3, 3], "recode": [4, 2]}}
+    assert atari_results.means(rooms) == {"pitfall": {"none": 1.5, "rnd": 3.0, "recode": 3.0}}
     kind, score = atari_results.score_at_end(results, ["pitfall"], methods, SEEDS)
     # recode seed 1 ended no episode: the running return decides
     assert kind["pitfall"] == atari_results.RUNNING
-    assert score["pitfall"] == {"none": -2.5, "rnd": 1.0, "recode": 2.5}
+    assert score["pitfall"] == {"none": [-5, 0], "rnd": [1, 1], "recode": [2, 3]}
     ended = {k: v for k, v in results.items() if k[1] != "recode"}
     kind2, score2 = atari_results.score_at_end(ended, ["pitfall"], ["rnd"], SEEDS)
-    assert kind2["pitfall"] == atari_results.BEST_ENDED and score2["pitfall"] == {"rnd": 4.0}
+    # every seed ended an episode: each seed's best ended return
+    assert kind2["pitfall"] == atari_results.BEST_ENDED and score2["pitfall"] == {"rnd": [2, 4]}
     assert atari_results.episodes_ended(results, ["pitfall"], methods, SEEDS) == {
         "pitfall": {"none": 1, "rnd": 2, "recode": 2}
     }
@@ -66,16 +68,32 @@ def test_end_of_budget_summaries_and_the_score_fallback(results):
 @pytest.mark.parametrize(
     "values, label",
     [
-        ({"recode": 3, "rnd": 2, "none": 1}, verdicts.REPRODUCED),
-        ({"recode": 3, "rnd": 3, "none": 1}, verdicts.PARTLY),  # equal to RND is not ahead of it
-        ({"recode": 1, "rnd": 0, "none": 2}, verdicts.PARTLY),
-        ({"recode": 1, "rnd": 1, "none": 1}, verdicts.NOT_REPRODUCED),
-        ({"recode": 3, "rnd": 2, "none": 1, "emm": 2, "ngu": 2}, verdicts.REPRODUCED),
-        ({"recode": 3, "rnd": 2, "none": 1, "emm": 2, "ngu": 4}, verdicts.PARTLY),  # every rival run counts
+        ({"recode": [3], "rnd": [2], "none": [1]}, verdicts.REPRODUCED),
+        ({"recode": [3], "rnd": [3], "none": [1]}, verdicts.PARTLY),  # equal to RND is not ahead of it
+        ({"recode": [1], "rnd": [0], "none": [2]}, verdicts.PARTLY),
+        ({"recode": [1], "rnd": [1], "none": [1]}, verdicts.NOT_REPRODUCED),
+        ({"recode": [3], "rnd": [2], "none": [1], "emm": [2], "ngu": [2]}, verdicts.REPRODUCED),
+        ({"recode": [3], "rnd": [2], "none": [1], "emm": [2], "ngu": [4]}, verdicts.PARTLY),  # every rival counts
+        # several seeds: the 95% interval of the paired difference must lie above 0
+        ({"recode": [3, 4, 5, 4, 3], "rnd": [1, 2, 3, 2, 1], "none": [1, 1, 1, 1, 1]}, verdicts.REPRODUCED),
+        ({"recode": [3, 2, 5, 3, 3], "rnd": [1, 2, 3, 3, 1], "none": [1, 1, 1, 1, 1]}, verdicts.PARTLY),
+        ({"recode": [1, 1, 1], "rnd": [1, 1, 1], "none": [1, 1, 1]}, verdicts.NOT_REPRODUCED),
     ],
 )
-def test_recode_label_needs_strictly_more(values, label):
+def test_recode_label_needs_recode_ahead(values, label):
     assert atari_results.recode_label(values) == label
+
+
+def test_ahead_against_scipy_t_interval():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.normal(1.0, 1.0, 5), rng.normal(0.0, 1.0, 5)
+        lo = stats.t.interval(0.95, 4, loc=np.mean(a - b), scale=stats.sem(a - b))[0]
+        assert atari_results.ahead(a, b) == (lo > 0)
+    with pytest.raises(ValueError, match="per-seed"):
+        atari_results.ahead([], [])
 
 
 def test_verdict_rows_are_valid_rows_with_the_game_figure(results):
@@ -84,6 +102,9 @@ def test_verdict_rows_are_valid_rows_with_the_game_figure(results):
     kind, score = atari_results.score_at_end(results, ["pitfall"], methods, SEEDS)
     rows = atari_results.verdict_rows(rooms, kind, score, methods, "128 frames")
     assert verdicts.check_rows(rows) == rows and len(rows) == 2
-    assert rows[0]["verdict"] == verdicts.PARTLY and rows[1]["verdict"] == verdicts.REPRODUCED
+    # two seeds: RECODE's leads (rooms +1.5 and +0 on average) are inside the wide 95% intervals
+    assert rows[0]["verdict"] == verdicts.NOT_REPRODUCED and rows[1]["verdict"] == verdicts.NOT_REPRODUCED
     assert all(r["figure"] == "figures/recode_fig_atari_pitfall.png" for r in rows)
-    assert "RND 3.0" in rows[0]["ours"] and "mean running return" in rows[1]["ours"]
+    assert "RND 3.0 [3.0, 3.0]" in rows[0]["ours"] and "mean running return" in rows[1]["ours"]
+    one = {g: {m: v[:1] for m, v in d.items()} for g, d in rooms.items()}  # seed 0 alone: strictly more rooms
+    assert atari_results.verdict_rows(one, kind, score, methods, "x")[0]["verdict"] == verdicts.REPRODUCED

@@ -16,6 +16,7 @@ on 84 x 84 frames); RND, and NGU's RND factor, take these features, EMM/NGU/RECO
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import types
 from typing import Any, Callable
@@ -146,6 +147,17 @@ def make_agent(cfg: ppo.PPOConfig, n_actions: int, agent_bonus, bonus_env_desc, 
     return init, act, update
 
 
+@functools.lru_cache(maxsize=8)
+def compiled_agent(method: str, run: RunConfig, n_actions: int, channels_first: bool):
+    """``(bonus_env, bonus, (init, act, update))`` of ``method`` under ``run`` (:func:`make_agent`), built once
+    per process: the seeds of a game and method share the jitted functions, so only the first run compiles
+    them (the seed enters through the keys and the environments, never the program)."""
+    cfg = run.ppo_config()
+    benv = bonus_env(n_actions, run.atari.size, run.atari.game)
+    agent_bonus = bonus.make_bonus(method, benv, run.num_envs, run.bonus_config())
+    return benv, agent_bonus, make_agent(cfg, n_actions, agent_bonus, benv, channels_first=channels_first)
+
+
 def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict:
     """Train PPO with ``method`` (one of :data:`METHODS`) for ``run.total_frames`` frames.
 
@@ -161,9 +173,7 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
         raise ParameterError(f"Atari method {method!r}: choose one of {METHODS}")
     cfg = run.ppo_config()
     vec = atari.make_vec(run.atari, run.num_envs, seed)
-    benv = bonus_env(vec.n_actions, run.atari.size, run.atari.game)
-    agent_bonus = bonus.make_bonus(method, benv, run.num_envs, run.bonus_config())
-    init, act, update = make_agent(cfg, vec.n_actions, agent_bonus, benv, channels_first=vec.channels_first)
+    _, _, (init, act, update) = compiled_agent(method, run, vec.n_actions, vec.channels_first)
     key = jax.random.PRNGKey(seed)
     key, k_init = jax.random.split(key)
     obs = vec.reset()

@@ -3,12 +3,13 @@
 ``results`` maps ``(game, method, seed)`` to the dict :func:`replicate.recode.atari_agent.train` returns
 (per-update curves ``rooms``, ``score_max``, ``episodes``, ``return_running``, ... and ``visited_rooms``).
 
-Verdict rule (stated in the notebook before the results): RECODE *explores better* than a rival when its mean
-number of distinct rooms at the end of the budget is larger; the score claim compares the best return of an
-ended episode when every method ended at least one episode, and otherwise the mean return of the running
-episodes at the end of the budget. The rivals are those run among no bonus, RND, EMM and NGU. RECODE strictly
-ahead of every rival: reproduced; ahead of at least one: partly; otherwise (typically every agent still in its
-first room): not reproduced at this scale.
+Verdict rule (stated in the notebook before the results): RECODE *explores better* than a rival when it ends the
+budget with more distinct rooms; the score claim compares each seed's best return of an ended episode when every
+method ended at least one episode in every seed, and otherwise the return of the running episodes at the end of the
+budget. RECODE is *ahead* of a rival (:func:`ahead`) with one seed when its value is strictly larger, and with
+several seeds when the 95% Student-t interval of the mean seed-paired difference (RECODE minus rival) lies above 0.
+The rivals are those run among no bonus, RND, EMM and NGU. RECODE ahead of every rival: reproduced; of at least
+one: partly; otherwise (typically every agent still in its first room): not reproduced at this scale.
 """
 
 from __future__ import annotations
@@ -55,28 +56,28 @@ def visited_rooms(results: Results, game: str, method: str, seeds: Sequence[int]
 
 
 def rooms_at_end(results: Results, games: Sequence[str], methods: Sequence[str], seeds: Sequence[int]) -> dict:
-    """``{game: {method: mean distinct rooms at the end of the budget}}``."""
-    return {g: {m: float(stack(results, g, m, seeds, "rooms")[:, -1].mean()) for m in methods} for g in games}
+    """``{game: {method: [distinct rooms at the end of the budget, one per seed]}}``."""
+    return {g: {m: stack(results, g, m, seeds, "rooms")[:, -1].tolist() for m in methods} for g in games}
 
 
 def score_at_end(
     results: Results, games: Sequence[str], methods: Sequence[str], seeds: Sequence[int]
 ) -> tuple[dict, dict]:
-    """``(score_kind, score)`` per game: the best ended-episode return when every method ended an episode in
-    every seed, else the mean running return at the end (see the module's rule)."""
+    """``(score_kind, score)`` per game, ``score[game][method]`` one value per seed: each seed's best ended-episode
+    return when every method ended an episode in every seed, else the running return at the end (the module's
+    rule)."""
     kind, score = {}, {}
     for g in games:
         ended = all(np.isfinite(best_ended(results, g, m, seeds)[:, -1]).all() for m in methods)
         kind[g] = BEST_ENDED if ended else RUNNING
-        score[g] = {
-            m: float(
-                np.nanmax(best_ended(results, g, m, seeds)[:, -1])
-                if ended
-                else stack(results, g, m, seeds, "return_running")[:, -1].mean()
-            )
-            for m in methods
-        }
+        key = "score_max" if ended else "return_running"
+        score[g] = {m: stack(results, g, m, seeds, key)[:, -1].tolist() for m in methods}
     return kind, score
+
+
+def means(per_seed: Mapping) -> dict:
+    """``{game: {method: mean over seeds}}`` of :func:`rooms_at_end`'s or :func:`score_at_end`'s values."""
+    return {g: {m: float(np.mean(v)) for m, v in d.items()} for g, d in per_seed.items()}
 
 
 def episodes_ended(results: Results, games: Sequence[str], methods: Sequence[str], seeds: Sequence[int]) -> dict:
@@ -110,17 +111,35 @@ def summary_rows(results: Results, games: Sequence[str], methods: Sequence[str],
     return rows
 
 
-def recode_label(values: Mapping[str, float]) -> str:
-    """The verdict of "RECODE beats every rival run" (:data:`RIVALS` present in ``{method: value}``; larger is
-    better, strict)."""
+def ahead(recode: Sequence[float], rival: Sequence[float], level: float = 0.95) -> bool:
+    """Is RECODE ahead of a rival (values per seed, paired by seed; larger is better)? One seed: strictly larger.
+    Several: the ``level`` Student-t interval of the mean paired difference lies above 0
+    (:func:`replicate.verdicts.mean_ci`)."""
+    d = np.asarray(recode, np.float64) - np.asarray(rival, np.float64)
+    if d.ndim != 1 or d.size < 1:
+        raise ValueError(f"ahead needs equal-length, non-empty per-seed values; got {len(recode)} and {len(rival)}")
+    if d.size == 1:
+        return bool(d[0] > 0)
+    _, lo, _ = verdicts.mean_ci(d, level)
+    return bool(lo > 0)
+
+
+def recode_label(values: Mapping[str, Sequence[float]]) -> str:
+    """The verdict of "RECODE is ahead of every rival run" (:data:`RIVALS` present in ``{method: per-seed
+    values}``; :func:`ahead`)."""
     rivals = [m for m in RIVALS if m in values]
-    return verdicts.from_wins(sum(values["recode"] > values[m] for m in rivals), len(rivals))
+    return verdicts.from_wins(sum(ahead(values["recode"], values[m]) for m in rivals), len(rivals))
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return verdicts.fmt_ci(*verdicts.mean_ci(values), digits=1)
 
 
 def verdict_rows(
     rooms: Mapping, score_kind: Mapping, score: Mapping, methods: Sequence[str], budget: str
 ) -> list[dict]:
-    """Two rows per game (rooms, score) with the paper's statement beside ours; ``budget`` describes our runs."""
+    """Two rows per game (rooms, score) with the paper's statement beside ours (per-seed values from
+    :func:`rooms_at_end` / :func:`score_at_end`, shown as mean [95% CI]); ``budget`` describes our runs."""
     rows = []
     for g in rooms:
         figure = f"figures/{FIGURES.get(g, g)}.png"
@@ -131,7 +150,7 @@ def verdict_rows(
                 f"RECODE explores {name} further than {rivals} (more rooms)",
                 "RECODE/MEME agents: state of the art on hard-exploration Atari (Fig. 6, unverified: located by "
                 "secondary summaries), >= 1e9 frames",
-                f"{budget}; rooms: " + ", ".join(f"{LABELS.get(m, m)} {rooms[g][m]:.1f}" for m in methods),
+                f"{budget}; rooms: " + ", ".join(f"{LABELS.get(m, m)} {_fmt(rooms[g][m])}" for m in methods),
                 recode_label(rooms[g]),
                 figure,
             )
@@ -140,7 +159,7 @@ def verdict_rows(
             verdicts.row(
                 f"RECODE scores higher than {rivals} on {name}",
                 "hard-exploration Atari scores (Fig. 6, unverified: secondary summaries), >= 1e9 frames",
-                f"{budget}; {score_kind[g]}: " + ", ".join(f"{LABELS.get(m, m)} {score[g][m]:.1f}" for m in methods),
+                f"{budget}; {score_kind[g]}: " + ", ".join(f"{LABELS.get(m, m)} {_fmt(score[g][m])}" for m in methods),
                 recode_label(score[g]),
                 figure,
             )
