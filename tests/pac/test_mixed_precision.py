@@ -71,7 +71,8 @@ def test_bf16_pac_update_keeps_float32_state_and_tracks_the_float32_update():
     for dtype in ("float32", "bfloat16"):
         net = perceiver.make_config("tiny", compute_dtype=dtype, **DIMS)
         model, state = train.init_state(net, pac, tc, jax.random.PRNGKey(0))
-        state, metrics, _ = train.fit(model, state, data, jax.random.PRNGKey(1), pac, tc, 40)
+        fn = train.make_train_fn(model, pac, tc, 40)
+        state, metrics = fn(state, data, jax.random.PRNGKey(1))
         leaves = jax.tree_util.tree_leaves((state.params, state.target_params, state.opt_state))
         assert {x.dtype for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)} == {jnp.dtype(jnp.float32)}
         assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves if jnp.issubdtype(x.dtype, jnp.floating))

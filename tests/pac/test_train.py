@@ -34,7 +34,8 @@ def test_target_copied_every_period_and_bc_improves():
     assert int(s2.step) == 2 and same(s2.target_params, s0.params) and not same(s2.params, s0.params)
     s4, m4 = fn(s2, data, jax.random.PRNGKey(2))  # steps 3, 4: copy at step 3 only
     assert not same(s4.target_params, s0.params) and not same(s4.target_params, s4.params)
-    s, metrics, _ = train.fit(model, s0, data, jax.random.PRNGKey(3), pac, tc, 60, chunk=2)
+    make_chunk = lambda n: lambda st, k: train.make_train_fn(model, pac, tc, n)(st, data, k)  # noqa: E731
+    s, metrics, _, _ = train.train_in_chunks(s0, make_chunk, jax.random.PRNGKey(3), 60, chunk=2)
     assert metrics["bc_nll"].shape == (60,)
     assert metrics["bc_nll"][-10:].mean() < metrics["bc_nll"][:5].mean() - 0.2
 

@@ -27,6 +27,10 @@ def test_chunk_schedule(steps, chunk, every, sizes, evals):
     assert train.chunk_schedule(steps, chunk, every) == (sizes, evals)
 
 
+def test_chunk_schedule_without_evaluations():
+    assert train.chunk_schedule(7, 3, 2, evaluate=False) == ([3, 3, 1], [False, False, False])
+
+
 def test_chunk_schedule_rejects_an_empty_run():
     with pytest.raises(ParameterError, match="steps=0"):
         train.chunk_schedule(0, 3, 0)

@@ -152,7 +152,7 @@ def run(
 
     def make_chunk(n: int):
         fn = train.make_train_fn(model, pac, tc, n)
-        # The second half of split(key), as train.fit uses it (runs stay bit-identical to the earlier loop).
+        # The chunk's key is the second half of split(k), as in the loop this one replaced (same runs, bit for bit).
         return lambda st, k: fn(st, data, jax.random.split(k)[1], alpha, critic_weight)
 
     def evaluate(st: train.TrainState):

@@ -142,38 +142,11 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
     return train
 
 
-def fit(model, state: TrainState, data, key: Array, pac_cfg: PACConfig, train_cfg: TrainConfig, num_steps: int,
-        chunk: int = 0,
-        alpha: float | None = None, critic_weight: float | None = None):
-    """Run ``num_steps`` updates (in jitted chunks of ``chunk`` steps, default all at once); return state, metrics,
-    seconds.
-
-    ``alpha`` / ``critic_weight`` default to ``pac_cfg``'s (see :func:`make_train_fn`).
-    """
-    alpha = pac_cfg.alpha if alpha is None else alpha
-    critic_weight = pac_cfg.critic_weight if critic_weight is None else critic_weight
-    chunk = chunk or num_steps
-    fn = make_train_fn(model, pac_cfg, train_cfg, chunk)
-    logs = []
-    t0 = time.perf_counter()
-    done = 0
-    while done < num_steps:
-        if num_steps - done < chunk:
-            fn = make_train_fn(model, pac_cfg, train_cfg, num_steps - done)
-        key, k = jax.random.split(key)
-        state, m = fn(state, data, k, alpha, critic_weight)
-        logs.append(jax.device_get(m))
-        done += len(next(iter(m.values())))
-    jax.block_until_ready(state.params)
-    metrics = {k: np.concatenate([log[k] for log in logs]) for k in logs[0]}
-    return state, metrics, time.perf_counter() - t0
-
-
-def chunk_schedule(steps: int, chunk: int, eval_every: int) -> tuple[list[int], list[bool]]:
+def chunk_schedule(steps: int, chunk: int, eval_every: int, *, evaluate: bool = True) -> tuple[list[int], list[bool]]:
     """Sizes of the jitted chunks of a ``steps``-update run (``chunk`` each, the last one shorter; ``chunk=0``:
     one chunk) and, per chunk, whether the policy is evaluated after it: after the last chunk, and with
     ``eval_every > 0`` also after every chunk that brings ``eval_every`` or more updates since the previous
-    evaluation (so the spacing is ``eval_every`` rounded up to whole chunks)."""
+    evaluation (so the spacing is ``eval_every`` rounded up to whole chunks). ``evaluate=False``: never."""
     if steps < 1:
         raise ParameterError(f"steps={steps}: a run needs at least one update")
     chunk = min(chunk or steps, steps)
@@ -181,7 +154,7 @@ def chunk_schedule(steps: int, chunk: int, eval_every: int) -> tuple[list[int], 
     evals, since = [], 0
     for i, n in enumerate(sizes):
         since += n
-        evals.append(i == len(sizes) - 1 or (eval_every > 0 and since >= eval_every))
+        evals.append(evaluate and (i == len(sizes) - 1 or (eval_every > 0 and since >= eval_every)))
         since = 0 if evals[-1] else since
     return sizes, evals
 
@@ -214,9 +187,7 @@ def train_in_chunks(
     uninterrupted run. Returns the final state, the metrics (arrays of length ``steps``), the seconds spent
     in the updates, and the evaluations ``[(updates done, {task: {...}}), ...]``.
     """
-    sizes, evals = chunk_schedule(steps, chunk, eval_every if evaluate is not None else 0)
-    if evaluate is None:
-        evals = [False] * len(sizes)
+    sizes, evals = chunk_schedule(steps, chunk, eval_every, evaluate=evaluate is not None)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     slots = np.cumsum(evals) - 1  # the row of the evaluation after chunk i
     shapes = jax.eval_shape(make_chunk(sizes[0]), state, key)[1]
@@ -234,6 +205,7 @@ def train_in_chunks(
         m = jax.device_get(m)
         jax.block_until_ready(st)
         seconds = carry["seconds"] + (time.perf_counter() - t0)
+        # A new carry, the input left untouched (run_chunks' contract); the copy is O(steps), small beside a chunk.
         metrics = {k: v.copy() for k, v in carry["metrics"].items()}
         for k, v in m.items():
             metrics[k][offsets[i] : offsets[i + 1]] = v
