@@ -141,14 +141,14 @@ def test_train_flops_match_xla_cost_analysis(method):
 
 
 def test_size_table_in_docstring_is_computed():
-    """The docstring's table equals :func:`perceiver.size_table`; the small presets' counts equal the parameters
-    of a real initialisation."""
+    """The docstring's table equals :func:`perceiver.size_table`; the smallest preset's count (from abstract
+    shapes) equals the parameters of a real initialisation."""
     table = perceiver.size_table()
     doc = {line.split()[0]: int(line.split()[-1].replace(",", "")) for line in perceiver.__doc__.splitlines()
            if line.split() and line.split()[0] in perceiver.SIZES}
     assert doc == {row["size"]: row["params"] for row in table}
     assert [row["params"] for row in table] == sorted(row["params"] for row in table)
     assert max(doc.values()) > 1e7  # up to tens of millions (the paper's smallest models)
-    for row in table[:3]:
+    for row in table[:1]:  # one real initialisation checks the abstract path (each costs a compilation)
         cfg = perceiver.make_config(row["size"], obs_dim=24, action_dim=6, num_tasks=4, num_action_bins=21)
         assert perceiver.param_count(perceiver.init_params(cfg, jax.random.PRNGKey(0))[1]) == row["params"]

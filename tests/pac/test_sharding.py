@@ -11,7 +11,7 @@ import pytest
 SCRIPT = textwrap.dedent('''
     import os, sys
     if sys.argv[1] == "2":
-        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
     import jax, jax.numpy as jnp, numpy as np
     from replicate.pac import train
     from replicate.pac.losses import PACConfig
@@ -37,7 +37,7 @@ def test_two_devices_match_one(tmp_path):
     if len(jax.devices()) != 1:
         pytest.skip("reference run needs a single-device process")
     path = tmp_path / "p2.npy"
-    subprocess.run([sys.executable, "-c", SCRIPT, "2", str(path)], check=True, env={**os.environ, "XLA_FLAGS": ""},
+    subprocess.run([sys.executable, "-c", SCRIPT, "2", str(path)], check=True, env=dict(os.environ),
                    timeout=600)
     ref = tmp_path / "p1.npy"
     sys_argv = sys.argv
