@@ -51,6 +51,7 @@ paper_s  768     32      12    6      64,020,552
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -296,7 +297,14 @@ def init_params(cfg: PerceiverConfig, key: Array, *, abstract: bool = False):
     args = (obs, om, jnp.zeros((1,), jnp.int32), jnp.zeros((1, cfg.action_dim), jnp.int32), am)
     if abstract:
         return model, jax.eval_shape(model.init, key, *args)
-    return model, jax.jit(model.init)(key, *args)
+    return model, _jitted_init(model)(key, *args)
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_init(model: PerceiverActorCritic):
+    """One jitted ``model.init`` per network (equal configs give equal modules), so the runs of a sweep compile
+    it once instead of once per run."""
+    return jax.jit(model.init)
 
 
 #: Methods whose training compute :func:`train_flops_per_sample` counts (the names of
