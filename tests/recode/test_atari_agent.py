@@ -22,10 +22,13 @@ def test_run_config_is_hashable_and_builds_ppo_and_bonus_configs():
     assert cfg.num_updates == 3 and cfg.learning_rate == 3e-4
     # the Nature CNN's PPO epochs run unrolled (XLA:CPU), unless the run says otherwise
     assert cfg.unroll_learn and not atari_agent.RunConfig(ppo=(("unroll_learn", False),)).ppo_config().unroll_learn
-    # seeds share one compiled agent per method and run
-    assert atari_agent.compiled_agent("none", run, 18, True) is atari_agent.compiled_agent("none", run, 18, True)
     bcfg = run.bonus_config()
     assert bcfg.recode.memory_size == 500 and bcfg.embedding.dim == 8 and bcfg.embedding.ap_hidden == (256,)
+    # seeds and games share one compiled agent per method and settings
+    other = atari_agent.RunConfig(**{**{f: getattr(run, f) for f in run.__dataclass_fields__},
+                                     "atari": atari.AtariConfig(game="montezuma_revenge")})
+    agent = atari_agent.compiled_agent("none", cfg, bcfg, 18, 84, True)
+    assert atari_agent.compiled_agent("none", other.ppo_config(), other.bonus_config(), 18, 84, True) is agent
     # without its own value the run takes RecodeConfig's default (one default per concept)
     assert atari_agent.RunConfig().bonus_config().recode == memory.RecodeConfig()
     with pytest.raises(ParameterError, match="embedding"):
