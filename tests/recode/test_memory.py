@@ -223,18 +223,25 @@ def test_bad_embeddings_fail_at_the_boundary():
         memory.init(cfg, 0)
 
 
-@pytest.mark.parametrize("dm2", [0.5, 50.0])  # small ball: block path; huge ball: exact fallback
-def test_blocked_query_equals_dense_sum_over_all_atoms(dm2):
-    cfg = memory.RecodeConfig(memory_size=4096, k=3)
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("dm2", [0.5, 50.0])  # small ball; a ball holding most of the memory
+@pytest.mark.parametrize(
+    "M, n",
+    [(4096, 16), (5000, 300), (4999, 300), (4999, 7), (120, 5)],
+    ids=["one-chunk", "chunks", "padded-chunks", "padded-one-chunk", "dense"],
+)
+def test_query_equals_dense_numpy_over_all_atoms(dm2, M, n):
+    """The blocked scan (several chunks, padding when M has no divisor near the block size) and the dense
+    path give the exact k nearest atoms and the kernel sum over every atom."""
+    cfg = memory.RecodeConfig(memory_size=M, k=3)
+    rng = np.random.default_rng(M + n)
     st = memory.init(cfg, 4)._replace(
-        atoms=jnp.asarray(rng.normal(size=(4096, 4)).astype(np.float32)),
-        counts=jnp.asarray(rng.exponential(size=4096).astype(np.float32)),
-        filled=jnp.asarray(rng.random(4096) < 0.9),
+        atoms=jnp.asarray(rng.normal(size=(M, 4)).astype(np.float32)),
+        counts=jnp.asarray(rng.exponential(size=M).astype(np.float32)),
+        filled=jnp.asarray(rng.random(M) < 0.9),
         dm2=jnp.float32(dm2),
         dm2_ready=jnp.bool_(True),
     )
-    e = jnp.asarray(rng.normal(size=(16, 4)).astype(np.float32))
+    e = jnp.asarray(rng.normal(size=(n, 4)).astype(np.float32))
     knn_d2, knn_idx, count = jax.jit(lambda s, x: memory.query(cfg, s, x))(st, e)
     d2 = np.where(
         np.asarray(st.filled)[None], ((np.asarray(e)[:, None, :] - np.asarray(st.atoms)[None]) ** 2).sum(-1), np.inf
@@ -242,6 +249,22 @@ def test_blocked_query_equals_dense_sum_over_all_atoms(dm2):
     k = cfg.epsilon / (cfg.epsilon + d2 / dm2) * (d2 < dm2)
     np.testing.assert_allclose(np.asarray(count), (k * (1 + np.asarray(st.counts))[None]).sum(1), rtol=1e-3, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(knn_idx), np.argsort(d2, axis=1, kind="stable")[:, :3])
+    np.testing.assert_allclose(np.asarray(knn_d2), np.sort(d2, axis=1)[:, :3], rtol=1e-4, atol=1e-5)
+
+
+def test_query_with_fewer_filled_atoms_than_k():
+    """Blocks without a filled atom are never near: the missing neighbours are +inf."""
+    M = 1000
+    cfg = memory.RecodeConfig(memory_size=M, k=5)
+    rng = np.random.default_rng(3)
+    filled = np.zeros(M, bool)
+    filled[[7, 500, 999]] = True
+    st = memory.init(cfg, 2)._replace(atoms=jnp.asarray(rng.normal(size=(M, 2)).astype(np.float32)),
+                                      filled=jnp.asarray(filled), dm2=jnp.float32(1.0))
+    knn_d2, knn_idx, _ = jax.jit(lambda s, x: memory.query(cfg, s, x))(st, jnp.zeros((4, 2), jnp.float32))
+    assert np.isinf(np.asarray(knn_d2)[:, 3:]).all() and np.isfinite(np.asarray(knn_d2)[:, :3]).all()
+    assert (np.sort(np.asarray(knn_idx)[:, :3], axis=1) == [7, 500, 999]).all()
+    assert (np.asarray(knn_idx) < M).all()
 
 
 def test_count_mass_with_a_discount_too_strong_for_lazy_scaling():

@@ -340,31 +340,65 @@ def _block_candidates(d2: jax.Array, n_blocks: int, block: int):
     return cand, idx, -neg_min[:, -1]
 
 
-def _chunked_candidates(e: jax.Array, state: "RecodeState", n_blocks: int, block: int, n_chunks: int):
-    """:func:`_block_candidates` on the distance matrix computed chunk by chunk of atoms (``lax.map``):
-    each chunk's distances are reduced to block minima while they are still in cache. Blocks are
-    strided within a chunk; the candidates are gathered from the stored chunks afterwards."""
-    n = e.shape[0]
-    M, d = state.atoms.shape
-    mc = M // n_chunks
-    nbc = mc // block  # blocks per chunk; block (c, j) holds atoms c * mc + s * nbc + j
-    yy = jnp.where(state.filled, jnp.sum(state.atoms * state.atoms, axis=1), jnp.inf)
-    xx = jnp.sum(e * e, axis=1)
-    e2 = -2.0 * e
+# The k-NN scan: distances are computed a cache-sized chunk of atoms at a time (``lax.map``) and
+# reduced at once to per-block minima (and, for the pseudo-count, to the kernel sum), so the (n, M)
+# distance matrix is never stored; a second, small pass recomputes the distances to the atoms of the
+# best blocks only. Sizes are our choice, measured on a 2-core CPU (benchmarks/recode_memory.py).
+_SCAN_BLOCK = 20  # atoms per block (a divisor of M near it is used when there is one)
+_SCAN_CHUNK = 1 << 19  # distances per scan iteration (rows x atoms): 2 MiB of float32
 
-    def chunk(xs):
-        a, y = xs
-        dc = (e2 @ a.T + xx[:, None] + y[None, :]).reshape(n, block, nbc)
-        return dc, jnp.min(dc, axis=1)
 
-    dcs, mins = jax.lax.map(chunk, (state.atoms.reshape(n_chunks, mc, d), yy.reshape(n_chunks, mc)))
-    mins = jnp.moveaxis(mins, 0, 1).reshape(n, n_chunks * nbc)  # block id = c * nbc + j
-    neg_min, bi = jax.lax.top_k(-mins, n_blocks)
-    c, j = bi // nbc, bi % nbc  # (n, kb)
-    rows = jnp.arange(n)[:, None, None]
-    cand = dcs[c[:, None, :], rows, jnp.arange(block)[None, :, None], j[:, None, :]]  # (n, block, kb)
-    idx = c[:, None, :] * mc + jnp.arange(block)[None, :, None] * nbc + j[:, None, :]
-    return cand.reshape(n, block * n_blocks), idx.reshape(n, block * n_blocks), -neg_min[:, -1]
+def _scan_layout(n: int, m: int, block: int) -> tuple[int, int, int]:
+    """(block, blocks per chunk, chunks) of the scan of ``n`` rows against ``m`` atoms. The chunk holds
+    about ``_SCAN_CHUNK / n`` atoms; a chunk size dividing the number of blocks is preferred (no padding)."""
+    block = _block_size(m, block)
+    nb = -(-m // block)
+    per = min(nb, max(1, _SCAN_CHUNK // (n * block)))
+    per = next((c for c in range(per, per // 2, -1) if nb % c == 0), per)
+    return block, per, -(-nb // per)
+
+
+def _scan_nearest(x: jax.Array, atoms: jax.Array, yy: jax.Array, n_near: int, block: int,
+                  counts: jax.Array | None = None, kernel=None):
+    """The ``n_near`` nearest atoms of every row of ``x``, exactly, in one blocked pass over the memory.
+
+    ``yy``: the atoms' squared norms, +inf at empty slots (they never count as near). Pass 1 (``lax.map``
+    over chunks of atoms): squared distances by the Gram expansion, reduced to the minimum of every block
+    of ``block`` consecutive atoms, and to ``kernel(d2_chunk, counts_chunk) -> (n,)`` summed over all
+    chunks when ``kernel`` is given. The ``n_near`` nearest atoms lie in the ``n_near`` blocks with the
+    smallest minima (a block holding one of them has its minimum at or below the ``n_near``-th smallest
+    distance, any other block at or above it), so pass 2 recomputes the distances to those blocks' atoms
+    only and takes the smallest. Returns ``(d2 ascending (n, n_near), slots (n, n_near) int32, kernel sum
+    (n,) or None)``; distances are clamped at 0, +inf where fewer than ``n_near`` atoms are filled.
+    """
+    n, d = x.shape
+    m = atoms.shape[0]
+    block, per, n_chunks = _scan_layout(n, m, block)
+    chunk = per * block
+    pad = n_chunks * chunk - m
+    if pad:
+        atoms = jnp.pad(atoms, ((0, pad), (0, 0)))
+        yy = jnp.pad(yy, (0, pad), constant_values=jnp.inf)
+    w = jnp.zeros(m + pad, jnp.float32) if counts is None else jnp.pad(counts, (0, pad))
+    xx = jnp.sum(x * x, axis=1)
+    x2 = -2.0 * x
+
+    def chunk_pass(xs):
+        a, y, c = xs
+        d2 = x2 @ a.T + xx[:, None] + y[None, :]  # (n, chunk); may dip below 0 by rounding
+        mins = jnp.min(d2.reshape(n, per, block), axis=2)
+        ksum = kernel(jnp.maximum(d2, 0.0), c) if kernel is not None else jnp.zeros(n, jnp.float32)
+        return mins, ksum
+
+    mins, ksums = jax.lax.map(chunk_pass, (atoms.reshape(n_chunks, chunk, d), yy.reshape(n_chunks, chunk),
+                                           w.reshape(n_chunks, chunk)))
+    mins = jnp.moveaxis(mins, 0, 1).reshape(n, n_chunks * per)
+    _, best = jax.lax.top_k(-mins, n_near)  # (n, n_near) block ids
+    idx = (best[:, :, None] * block + jnp.arange(block)[None, None, :]).reshape(n, n_near * block)
+    d2 = xx[:, None] + yy[idx] + jnp.einsum("nd,nmd->nm", x2, atoms[idx])
+    neg, ci = jax.lax.top_k(-d2, n_near)
+    slots = jnp.minimum(jnp.take_along_axis(idx, ci, axis=1), m - 1).astype(jnp.int32)  # padding only at +inf
+    return jnp.maximum(-neg, 0.0), slots, (jnp.sum(ksums, axis=0) if kernel is not None else None)
 
 
 def smallest_k(d2: jax.Array, k: int, block: int = 128) -> tuple[jax.Array, jax.Array]:
@@ -414,51 +448,25 @@ def _eviction_scores(cfg: RecodeConfig, counts: jax.Array, filled: jax.Array, g:
     return jnp.where(filled, s, empty)
 
 
-def query(cfg: RecodeConfig, state: RecodeState, e: jax.Array, block: int = 128):
+def query(cfg: RecodeConfig, state: RecodeState, e: jax.Array, block: int = _SCAN_BLOCK):
     """Pure, jit-able (with ``cfg`` and ``block`` static). Returns ``(knn_d2, knn_idx, count)``.
 
-    Pseudo-counts (Alg. 1 l.1, Eq. 3) and the k nearest atoms (l.3) of every embedding.
-
-    One pass over the memory: squared distances (Gram expansion; empty slots at +inf), then
-    per-block minima (see :func:`smallest_k`). The kernel is non-zero only inside the d_m^2 ball,
-    so it is summed over the ``4k`` blocks with the smallest minima; when, for some row, the ball
-    reaches beyond those blocks (their largest minimum is below d_m^2) the exact sum over the whole
-    memory is taken instead (``lax.cond``), so the result is always the sum over all atoms.
+    Pseudo-counts (Alg. 1 l.1, Eq. 3) and the k nearest atoms (l.3) of every embedding, in one blocked
+    pass over the memory (:func:`_scan_nearest`): each chunk of distances is reduced to per-block minima
+    and to its share of the kernel sum while it is in cache, so the pseudo-count is the exact sum over
+    all atoms and the k nearest are exact. Small memories take the dense path (one distance matrix).
     """
     M = state.atoms.shape[0]
     k = min(cfg.k, M)
-
-    def distances():
-        yy = jnp.where(state.filled, jnp.sum(state.atoms * state.atoms, axis=1), jnp.inf)
-        xx = jnp.sum(e * e, axis=1)
-        return (-2.0 * e) @ state.atoms.T + xx[:, None] + yy[None, :]  # may dip below 0 by rounding
-
-    def dense_count(_=None):
-        return _kernel_count(cfg, jnp.maximum(distances(), 0.0), state.counts, state.dm2)
-
-    block = _block_size(M, block)
-    nb = -(-M // block)
-    kb = min(nb, 4 * k)
-    if M <= 8 * block or kb == nb:
-        knn_d2, knn_idx = smallest_k(distances(), k)
-        return jnp.maximum(knn_d2, 0.0), knn_idx, dense_count()
-    n_chunks = next((c for c in range(16, 1, -1) if M % c == 0 and (M // c) % block == 0 and (M // c) // block >= 2), 1)
-    if n_chunks > 1:
-        cand, cand_idx, kth_min = _chunked_candidates(e, state, kb, block, n_chunks)
-    else:
-        cand, cand_idx, kth_min = _block_candidates(distances(), kb, block)
-    neg, ci = jax.lax.top_k(-cand, k)
-    knn_idx = jnp.take_along_axis(cand_idx, ci, axis=1).astype(jnp.int32)
-    knn_d2 = jnp.maximum(-neg, 0.0)
-    cand_c = jnp.where(cand_idx < M, state.counts[jnp.minimum(cand_idx, M - 1)], 0.0)
-    cand = jnp.maximum(cand, 0.0)
-    safe = jnp.where(state.dm2 > 0, state.dm2, 1.0)
-    inball = cand < state.dm2
-    kern = jnp.where(inball, cfg.epsilon / (cfg.epsilon + jnp.where(inball, cand, 0.0) / safe), 0.0)
-    count_cand = jnp.sum(kern * (1.0 + cand_c), axis=1)
-    complete = jnp.all(kth_min >= state.dm2)  # every block left out lies outside the ball
-    count = jax.lax.cond(complete, lambda _: count_cand, dense_count, None)
-    return knn_d2, knn_idx, count
+    yy = jnp.where(state.filled, jnp.sum(state.atoms * state.atoms, axis=1), jnp.inf)
+    nb = -(-M // _block_size(M, block))
+    if nb < 4 * k:
+        d2 = (-2.0 * e) @ state.atoms.T + jnp.sum(e * e, axis=1)[:, None] + yy[None, :]
+        knn_d2, knn_idx = smallest_k(d2, k)
+        count = _kernel_count(cfg, jnp.maximum(d2, 0.0), state.counts, state.dm2)
+        return jnp.maximum(knn_d2, 0.0), knn_idx, count
+    return _scan_nearest(e, state.atoms, yy, k, block, state.counts,
+                         lambda d2, c: _kernel_count(cfg, d2, c, state.dm2))
 
 
 def _evictee_neighbours(state: RecodeState, ranked: jax.Array, n_ins: jax.Array, kr: int, sizes: tuple[int, ...]):
@@ -467,17 +475,17 @@ def _evictee_neighbours(state: RecodeState, ranked: jax.Array, n_ins: jax.Array,
     used are computed: ``lax.switch`` over row counts ``sizes`` (each capped at R) and R itself."""
     R = ranked.shape[0]
     M = state.atoms.shape[0]
-    blk = _block_size(M, 128)
-    n_chunks = next((c for c in range(16, 1, -1) if M % c == 0 and (M // c) % blk == 0 and (M // c) // blk >= 2), 1)
+    scan = -(-M // _block_size(M, _SCAN_BLOCK)) >= 4 * (kr + 1)
+    yy = jnp.where(state.filled, jnp.sum(state.atoms * state.atoms, axis=1), jnp.inf)
 
     def evictee_nbrs(n_rows: int):
         rows = ranked[:n_rows]
-        if n_chunks > 1 and M // blk > 4 * (kr + 1):
-            # the kr + 1 nearest atoms (self included) come from the kr + 1 best blocks; drop self
-            cand, cidx, _ = _chunked_candidates(state.atoms[rows], state, kr + 1, blk, n_chunks)
-            cand = jnp.where(cidx == rows[:, None], jnp.inf, cand)
-            neg, ci = jax.lax.top_k(-cand, kr)
-            val_r, idx_r = jnp.maximum(-neg, 0.0), jnp.take_along_axis(cidx, ci, axis=1).astype(jnp.int32)
+        if scan:
+            # the kr + 1 nearest atoms (self included, unless tied duplicates push it out); drop self
+            near, slots, _ = _scan_nearest(state.atoms[rows], state.atoms, yy, kr + 1, _SCAN_BLOCK)
+            near = jnp.where(slots == rows[:, None], jnp.inf, near)
+            neg, ci = jax.lax.top_k(-near, kr)
+            val_r, idx_r = -neg, jnp.take_along_axis(slots, ci, axis=1)
         else:
             dd = sqdist(state.atoms[rows], state.atoms)
             dd = jnp.where(state.filled[None, :], dd, jnp.inf)
