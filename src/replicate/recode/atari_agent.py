@@ -150,13 +150,13 @@ def make_agent(cfg: ppo.PPOConfig, n_actions: int, agent_bonus, bonus_env_desc, 
 @functools.lru_cache(maxsize=8)
 def compiled_agent(method: str, cfg: ppo.PPOConfig, bonus_cfg: bonus.BonusConfig, n_actions: int, size: int,
                    channels_first: bool):
-    """``(bonus_env, bonus, (init, act, update))`` of ``method`` (:func:`make_agent`), built once per process for
-    these settings: the seeds and games of a run share the jitted functions, so only the first run of a method
-    compiles them (the seed and the game enter through the keys and the environments, never the program; the
-    bonus environment's name, ``atari-any``, is informational)."""
+    """``(init, act, update)`` of ``method`` (:func:`make_agent`), built once per process for these settings: the
+    seeds and games of a run share the jitted functions, so only the first run of a method compiles them (the
+    seed and the game enter through the keys and the environments, never the program; the bonus environment's
+    name, ``atari-any``, is informational)."""
     benv = bonus_env(n_actions, size, game="any")
     agent_bonus = bonus.make_bonus(method, benv, cfg.num_envs, bonus_cfg)
-    return benv, agent_bonus, make_agent(cfg, n_actions, agent_bonus, benv, channels_first=channels_first)
+    return make_agent(cfg, n_actions, agent_bonus, benv, channels_first=channels_first)
 
 
 def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict:
@@ -174,8 +174,8 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict
         raise ParameterError(f"Atari method {method!r}: choose one of {METHODS}")
     cfg = run.ppo_config()
     vec = atari.make_vec(run.atari, run.num_envs, seed)
-    _, _, (init, act, update) = compiled_agent(method, cfg, run.bonus_config(), vec.n_actions, run.atari.size,
-                                               vec.channels_first)
+    init, act, update = compiled_agent(method, cfg, run.bonus_config(), vec.n_actions, run.atari.size,
+                                       vec.channels_first)
     key = jax.random.PRNGKey(seed)
     key, k_init = jax.random.split(key)
     obs = vec.reset()
