@@ -49,8 +49,8 @@ def test_bonus_features_average_pool_the_newest_frame():
 
 def test_run_config_checks_the_env_groups():
     with pytest.raises(ParameterError, match="multiple of groups"):
-        atari_agent.RunConfig(num_envs=3)  # EnvPool backend, two groups by default
-    assert atari_agent.RunConfig(num_envs=3, atari=atari.AtariConfig(groups=1)).num_envs == 3
+        atari_agent.RunConfig(num_envs=3, atari=atari.AtariConfig(groups=2))  # EnvPool backend, two groups
+    assert atari_agent.RunConfig(num_envs=3).num_envs == 3  # one group by default
     assert atari_agent.RunConfig().atari.backend == "envpool"
 
 

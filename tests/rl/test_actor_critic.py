@@ -49,15 +49,24 @@ class _XlaNature(nn.Module):
 def test_nature_actor_critic_equals_the_xla_conv_network_with_the_same_init():
     obs = np.random.default_rng(0).integers(0, 256, (6, 84, 84, 4)).astype(np.uint8)
     net, ref = actor_critic.NatureActorCritic(9), _XlaNature(9)
-    params = net.init(jax.random.PRNGKey(3), obs[:1])
-    ref_params = ref.init(jax.random.PRNGKey(3), obs[:1])
-    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), params, ref_params))  # same init
+    params = net.init(jax.random.PRNGKey(3), obs[:1])["params"]
+    ref_params = ref.init(jax.random.PRNGKey(3), obs[:1])["params"]
+    for name in ("Conv_0", "Conv_1", "Conv_2"):  # the convolutions: nn.Conv's parameters and initialisation
+        jax.tree.map(np.testing.assert_array_equal, params[name], ref_params[name])
+    fc = params["fc"]["kernel"]  # (out, in), rows orthonormal (x sqrt 2)
+    assert fc.shape == (512, 3136)
+    np.testing.assert_allclose(np.asarray(fc @ fc.T), 2.0 * np.eye(512), atol=1e-4)
     params = jax.tree.map(lambda a: a + 0.01 * jnp.sign(a), params)  # non-zero biases too
-    for got, want in zip(net.apply(params, obs), ref.apply(params, obs)):
+
+    def as_ref(p):  # the same network in the reference's layout
+        q = {k: v for k, v in p.items() if k not in ("fc", "policy")}
+        return {**q, "Dense_0": {"kernel": p["fc"]["kernel"].T, "bias": p["fc"]["bias"]}, "Dense_1": p["policy"]}
+
+    assert jax.tree.structure(as_ref(params)) == jax.tree.structure(ref_params)
+    for got, want in zip(net.apply({"params": params}, obs), ref.apply({"params": as_ref(params)}, obs)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
 
-    def loss(net):
-        return lambda p: sum(jnp.sum(jnp.sin(t)) for t in net.apply(p, obs))
-
-    g, g_ref = jax.grad(loss(net))(params), jax.grad(loss(ref))(params)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4), g, g_ref)
+    g = jax.grad(lambda p: sum(jnp.sum(jnp.sin(t)) for t in net.apply({"params": p}, obs)))(params)
+    g_ref = jax.grad(lambda p: sum(jnp.sum(jnp.sin(t)) for t in ref.apply({"params": p}, obs)))(as_ref(params))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4),
+                 as_ref(g), g_ref)

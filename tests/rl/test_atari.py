@@ -197,7 +197,7 @@ def test_envpool_equals_ale_step_by_step(game):
 
 def test_pool_reset_and_step_invariants():
     pytest.importorskip("envpool")
-    cfg = atari.AtariConfig(max_episode_frames=40)  # episodes of 10 agent steps
+    cfg = atari.AtariConfig(max_episode_frames=40, groups=2)  # episodes of 10 agent steps; two EnvPool instances
     pool = atari.make_vec(cfg, 4, seed=3)
     assert isinstance(pool, atari.PoolAtari) and pool.channels_first and pool.groups == 2
     obs = pool.reset()
