@@ -43,14 +43,15 @@ def test_bf16_forward_is_close_to_float32_and_returns_float32_logits():
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(params_bf16_init)
     assert {x.dtype for x in jax.tree_util.tree_leaves(params_bf16_init)} == {jnp.dtype(jnp.float32)}
     params = _perturbed(params)
-    out32 = perceiver.PerceiverActorCritic(f32).apply(params, *_inputs())
-    out16 = perceiver.PerceiverActorCritic(bf16).apply(params, *_inputs())
+    out32 = jax.jit(perceiver.PerceiverActorCritic(f32).apply)(params, *_inputs())  # jitted: one compilation each
+    out16 = jax.jit(perceiver.PerceiverActorCritic(bf16).apply)(params, *_inputs())
     for a, b in zip(out32, out16):
         assert b.dtype == jnp.float32
         rel = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
         assert 0.0 < rel < 0.05, rel  # bf16 has an 8-bit mantissa: different, but within a few percent
     # the bf16 run really computes in bf16: its intermediate activations are bfloat16
-    z = perceiver.PerceiverActorCritic(bf16).apply(params, *_inputs()[:3], method=perceiver.PerceiverActorCritic.encode)
+    net16 = perceiver.PerceiverActorCritic(bf16)
+    z = jax.jit(lambda p, *x: net16.apply(p, *x, method=perceiver.PerceiverActorCritic.encode))(params, *_inputs()[:3])
     assert z.dtype == jnp.bfloat16
 
 
