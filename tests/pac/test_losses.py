@@ -127,7 +127,7 @@ def test_alpha_one_is_behaviour_cloning(tiny, batch):
     loss = jax.jit(lambda p, a, c: losses.pac_loss(p, params, jnp.zeros(()), batch, key, model, pcfg, a, c)[0])
     grad = jax.jit(jax.grad(
         lambda p, a, c: losses.pac_loss(p, params, jnp.zeros(()), batch, key, model, pcfg, a, c)[0]))
-    bc = losses.bc_loss(params, batch, model)
+    bc = jax.jit(lambda p: losses.bc_loss(p, batch, model))(params)  # jitted: one compilation, not op by op
     g_bc = jax.jit(jax.grad(lambda p: losses.bc_loss(p, batch, model)))(params)
     close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # noqa: E731
     # alpha = 1 and no critic: the whole loss and gradient are BC's.
