@@ -327,17 +327,17 @@ def _block_candidates(d2: jax.Array, n_blocks: int, block: int):
 
     Block ``b`` holds the columns ``b, b + nb, b + 2 nb, ...`` (strided, so the per-block minimum
     is an element-wise minimum over contiguous rows: fast on CPU). Returns the candidate values
-    (n, n_blocks * block), their column indices, and the largest kept block minimum (n,).
+    (n, n_blocks * block) and their column indices.
     """
     n, m = d2.shape
     nb = -(-m // block)
     pad = nb * block - m
     d = jnp.pad(d2, ((0, 0), (0, pad)), constant_values=jnp.inf) if pad else d2
     dr = d.reshape(n, block, nb)  # column index = s * nb + b
-    neg_min, bi = jax.lax.top_k(-jnp.min(dr, axis=1), n_blocks)
+    _, bi = jax.lax.top_k(-jnp.min(dr, axis=1), n_blocks)
     cand = jnp.take_along_axis(dr, bi[:, None, :], axis=2).reshape(n, block * n_blocks)
     idx = (jnp.arange(block)[None, :, None] * nb + bi[:, None, :]).reshape(n, block * n_blocks)
-    return cand, idx, -neg_min[:, -1]
+    return cand, idx
 
 
 # The k-NN scan: distances are computed a cache-sized chunk of atoms at a time (``lax.map``) and
@@ -346,6 +346,17 @@ def _block_candidates(d2: jax.Array, n_blocks: int, block: int):
 # best blocks only. Sizes are our choice, measured on a 2-core CPU (benchmarks/recode_memory.py).
 _SCAN_BLOCK = 20  # atoms per block (a divisor of M near it is used when there is one)
 _SCAN_CHUNK = 1 << 19  # distances per scan iteration (rows x atoms): 2 MiB of float32
+
+
+def _scan_pays(m: int, n_near: int, block: int = _SCAN_BLOCK) -> bool:
+    """Whether the blocked scan serves ``n_near`` neighbours among ``m`` atoms (at least 4 blocks per neighbour);
+    smaller memories take one dense distance matrix."""
+    return -(-m // _block_size(m, block)) >= 4 * n_near
+
+
+def _filled_sqnorms(state: "RecodeState") -> jax.Array:
+    """The atoms' squared norms, +inf at empty slots (so an empty slot is never near anything)."""
+    return jnp.where(state.filled, jnp.sum(state.atoms * state.atoms, axis=1), jnp.inf)
 
 
 def _scan_layout(n: int, m: int, block: int) -> tuple[int, int, int]:
@@ -416,7 +427,7 @@ def smallest_k(d2: jax.Array, k: int, block: int = 128) -> tuple[jax.Array, jax.
     if m <= 8 * block or nb <= k:
         neg, idx = jax.lax.top_k(-d2, k)
         return -neg, idx.astype(jnp.int32)
-    cand, cidx, _ = _block_candidates(d2, k, block)
+    cand, cidx = _block_candidates(d2, k, block)
     neg, ci = jax.lax.top_k(-cand, k)
     return -neg, jnp.take_along_axis(cidx, ci, axis=1).astype(jnp.int32)
 
@@ -458,9 +469,8 @@ def query(cfg: RecodeConfig, state: RecodeState, e: jax.Array, block: int = _SCA
     """
     M = state.atoms.shape[0]
     k = min(cfg.k, M)
-    yy = jnp.where(state.filled, jnp.sum(state.atoms * state.atoms, axis=1), jnp.inf)
-    nb = -(-M // _block_size(M, block))
-    if nb < 4 * k:
+    yy = _filled_sqnorms(state)
+    if not _scan_pays(M, k, block):
         d2 = (-2.0 * e) @ state.atoms.T + jnp.sum(e * e, axis=1)[:, None] + yy[None, :]
         knn_d2, knn_idx = smallest_k(d2, k)
         count = _kernel_count(cfg, jnp.maximum(d2, 0.0), state.counts, state.dm2)
@@ -475,8 +485,8 @@ def _evictee_neighbours(state: RecodeState, ranked: jax.Array, n_ins: jax.Array,
     used are computed: ``lax.switch`` over row counts ``sizes`` (each capped at R) and R itself."""
     R = ranked.shape[0]
     M = state.atoms.shape[0]
-    scan = -(-M // _block_size(M, _SCAN_BLOCK)) >= 4 * (kr + 1)
-    yy = jnp.where(state.filled, jnp.sum(state.atoms * state.atoms, axis=1), jnp.inf)
+    scan = _scan_pays(M, kr + 1)
+    yy = _filled_sqnorms(state)
 
     def evictee_nbrs(n_rows: int):
         rows = ranked[:n_rows]
