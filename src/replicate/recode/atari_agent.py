@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from replicate import resumable
 from replicate.nn import actor_critic
 from replicate.params import ParameterError
 from replicate.recode import agents, bonus
@@ -102,6 +103,7 @@ def make_agent(cfg: ppo.PPOConfig, n_actions: int, agent_bonus, bonus_env_desc, 
     def layout(obs):
         return jnp.moveaxis(jnp.asarray(obs), -3, -1) if channels_first else jnp.asarray(obs)
 
+    @jax.jit  # compiled once: op by op, the first init (the orthogonal init's QR of 3136 x 512) took twice as long
     def init(key, obs):
         k_net, k_bonus = jax.random.split(key)
         params = net.init(k_net, layout(obs[:1]))
@@ -159,77 +161,156 @@ def compiled_agent(method: str, cfg: ppo.PPOConfig, bonus_cfg: bonus.BonusConfig
     return make_agent(cfg, n_actions, agent_bonus, benv, channels_first=channels_first)
 
 
-def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0) -> dict:
+CURVES = ("frames", "rooms", "score_max", "score_mean", "episodes", "r_int_raw", "entropy", "return_running")
+N_ROOMS = 1 << 13  # room ids stay below this: Montezuma's level * 24 + room (< 6400), Pitfall!'s screen byte (< 256)
+_TALLY = ("best", "episodes", "compile_s", "collect_s", "update_s", "wall_s")  # host scalars carried between updates
+
+
+def _f64_bits(x) -> np.ndarray:
+    """float64 values as their bits (uint32 pairs): checkpointed through JAX arrays, which without x64 would round
+    float64 to float32; :func:`_bits_f64` is the inverse."""
+    return np.ascontiguousarray(x, np.float64).view(np.uint32)
+
+
+def _bits_f64(bits) -> np.ndarray:
+    return np.array(bits, np.uint32).view(np.float64)
+
+
+class ReplayedEnvs:
+    """A run's environments at the start of update ``at``, with the policy's current ``obs`` and ``first`` flags.
+
+    The environments are a deterministic function of the run's seed and of the actions taken since the reset
+    (their no-op draws come from their own seeded generators), and EnvPool's state cannot be saved: so a resumed
+    run rebuilds them by replaying the logged actions (:meth:`seek`) and checks that the replay reproduced
+    :meth:`fingerprint` (each environment's current episode score and observation checksum)."""
+
+    def __init__(self, run: RunConfig, seed: int):
+        self.run, self.seed = run, int(seed)
+        self._start()
+
+    def _start(self) -> None:
+        self.vec = atari.make_vec(self.run.atari, self.run.num_envs, self.seed)
+        self.obs = self.vec.reset()
+        self.first = np.ones(self.run.num_envs, bool)
+        self.at = 0
+
+    def fingerprint(self) -> np.ndarray:
+        """(2, E) float64: each environment's current episode score and the sum of its current observation."""
+        obs_sum = np.asarray(self.obs).reshape(self.run.num_envs, -1).sum(axis=1, dtype=np.int64)
+        return np.stack([self.vec.ep_return, obs_sum.astype(np.float64)])
+
+    def seek(self, actions: np.ndarray, update: int, fingerprint: np.ndarray) -> None:
+        """Bring the environments to the start of ``update`` (``actions``: the run's (updates, T, E) action log),
+        replaying from the reset unless they are there; ``fingerprint``: what :meth:`fingerprint` gave there."""
+        if self.at == update:
+            return
+        self._start()
+        for a in np.asarray(actions[:update]).reshape(-1, self.run.num_envs):
+            self.obs, _, self.first, *_ = self.vec.step(a)
+        self.at = update
+        if not np.array_equal(self.fingerprint(), fingerprint):
+            raise RuntimeError(
+                f"replaying the {update} logged updates of seed {self.seed} did not reproduce the environments' "
+                f"episode scores and observations ({self.fingerprint().tolist()} vs {np.asarray(fingerprint).tolist()} "
+                "checkpointed): the environments are not deterministic here; remove the checkpoint folder "
+                "to start the run afresh")
+
+
+def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0, checkpoint_dir=None, every_s: float = 600.0,
+          on_update: Callable[[int, int], None] | None = None) -> dict:
     """Train PPO with ``method`` (one of :data:`METHODS`) for ``run.total_frames`` frames.
 
-    Returns NumPy curves per update: ``frames``, ``rooms`` (distinct rooms so far), ``score_max`` (best
-    episode score so far), ``score_mean`` (mean score of episodes that ended in the update, NaN if none),
-    ``episodes``, ``r_int_raw``, ``return_running`` (mean over the environments of the unclipped score of their
-    unfinished episodes; informative where episodes outlast the budget, e.g. Pitfall!); plus the set of
-    ``visited_rooms``, ``wall_s``, ``compile_s`` and the split of ``wall_s`` into ``collect_s`` (rollouts:
+    Returns NumPy curves per update (:data:`CURVES`): ``frames``, ``rooms`` (distinct rooms so far), ``score_max``
+    (best episode score so far), ``score_mean`` (mean score of episodes that ended in the update, NaN if none),
+    ``episodes``, ``r_int_raw``, ``entropy``, ``return_running`` (mean over the environments of the unclipped
+    score of their unfinished episodes; informative where episodes outlast the budget, e.g. Pitfall!); plus the set
+    of ``visited_rooms``, ``wall_s``, ``compile_s`` and the split of ``wall_s`` into ``collect_s`` (rollouts:
     environments + jitted act) and ``update_s`` (the jitted updates, the first one's compilation included), and
     the ``backend`` of the environments.
+
+    **Resumable.** Each update is a chunk of :func:`replicate.resumable.run_chunks`: with ``checkpoint_dir`` the
+    agent's state, the PRNG key, the curves so far and the log of every action taken are checkpointed (orbax) at
+    most every ``every_s`` seconds and after the last update. A re-run restores the latest checkpoint, rebuilds
+    the environments by replaying the logged actions from their seeded reset (:class:`ReplayedEnvs`; it costs the
+    emulation time of the updates done, no network pass) and continues: the result equals the uninterrupted
+    run's, timings aside (tested). ``on_update(done, total)`` is called after each update (before its checkpoint).
     """
     if method not in METHODS:
         raise ParameterError(f"Atari method {method!r}: choose one of {METHODS}")
     cfg = run.ppo_config()
-    vec = atari.make_vec(run.atari, run.num_envs, seed)
+    T, E, U = cfg.num_steps, run.num_envs, cfg.num_updates
+    envs = ReplayedEnvs(run, seed)
+    vec = envs.vec
     init, act, update = compiled_agent(method, cfg, run.bonus_config(), vec.n_actions, run.atari.size,
                                        vec.channels_first)
-    key = jax.random.PRNGKey(seed)
-    key, k_init = jax.random.split(key)
-    obs = vec.reset()
-    state = init(k_init, obs)
-    first = np.ones(run.num_envs, bool)
-    visited = set(int(x) for x in vec.rooms() if x >= 0)
-    stats: dict[str, Any] = {"returns": []}
-    curves = {
-        k: []
-        for k in ("frames", "rooms", "score_max", "score_mean", "episodes", "r_int_raw", "entropy", "return_running")
+    key, k_init = jax.random.split(jax.random.PRNGKey(seed))
+    visited0 = np.zeros(N_ROOMS, np.uint8)
+    visited0[[int(x) for x in vec.rooms() if x >= 0]] = 1
+    carry = {
+        "agent": init(k_init, envs.obs),
+        "key": key,
+        "actions": np.zeros((U, T, E), np.uint8),  # ALE's action sets have at most 18 actions
+        "visited": visited0,
+        "curves": _f64_bits(np.zeros((U, len(CURVES)))),
+        "tally": _f64_bits(np.array([-np.inf, 0.0, 0.0, 0.0, 0.0, 0.0])),
+        "envs": _f64_bits(envs.fingerprint()),
     }
-    best, n_eps = -np.inf, 0
-    t0 = time.perf_counter()
-    compile_s = collect_s = update_s = 0.0
-    for u in range(cfg.num_updates):
+
+    def one_update(carry: dict, u: int) -> dict:
+        t0 = time.perf_counter()
+        envs.seek(carry["actions"], u, _bits_f64(carry["envs"]))
+        tally = dict(zip(_TALLY, _bits_f64(carry["tally"])))
+        curves = _bits_f64(carry["curves"])
+        visited = set(np.flatnonzero(np.asarray(carry["visited"])).tolist())
+        stats: dict[str, Any] = {"returns": []}
         tc = time.perf_counter()
-        traj, obs, first, key = atari.collect(vec, act, state["params"], obs, first, key, cfg.num_steps, visited, stats)
-        traj["last_obs"] = obs
+        traj, envs.obs, envs.first, key = atari.collect(envs.vec, act, carry["agent"]["params"], envs.obs,
+                                                        envs.first, carry["key"], T, visited, stats)
+        traj["last_obs"] = envs.obs
         key, k_up = jax.random.split(key)
         tu = time.perf_counter()
-        state, info = update(state, traj, k_up)
+        state, info = update(carry["agent"], traj, k_up)
         info = jax.device_get(info)
-        collect_s, update_s = collect_s + tu - tc, update_s + time.perf_counter() - tu
+        envs.at = u + 1
+        tally["collect_s"] += tu - tc
+        tally["update_s"] += time.perf_counter() - tu
         if u == 0:
-            compile_s = time.perf_counter() - tu
+            tally["compile_s"] = time.perf_counter() - tu
         ended = stats["returns"]
-        stats["returns"] = []
-        n_eps += len(ended)
+        tally["episodes"] += len(ended)
         if ended:
-            best = max(best, max(ended))
-        curves["frames"].append((u + 1) * cfg.batch_size * run.atari.frame_skip)
-        curves["rooms"].append(len(visited))
-        curves["score_max"].append(best if np.isfinite(best) else 0.0)
-        curves["score_mean"].append(float(np.mean(ended)) if ended else np.nan)
-        curves["episodes"].append(n_eps)
-        curves["r_int_raw"].append(float(info["r_int_raw"]))
-        curves["entropy"].append(float(info["entropy"]))
-        curves["return_running"].append(float(np.mean(vec.ep_return)))
+            tally["best"] = max(tally["best"], max(ended))
+        curves[u] = ((u + 1) * cfg.batch_size * run.atari.frame_skip, len(visited),
+                     tally["best"] if np.isfinite(tally["best"]) else 0.0,
+                     float(np.mean(ended)) if ended else np.nan, tally["episodes"], float(info["r_int_raw"]),
+                     float(info["entropy"]), float(np.mean(envs.vec.ep_return)))
+        if visited and max(visited) >= N_ROOMS:
+            raise ValueError(f"room id {max(visited)} is outside the {N_ROOMS} ids train() tracks")
+        rooms = np.zeros(N_ROOMS, np.uint8)
+        rooms[sorted(visited)] = 1
+        actions = np.array(carry["actions"])
+        actions[u] = traj["action"]
+        tally["wall_s"] += time.perf_counter() - t0
         if log_every and (u + 1) % log_every == 0:
-            print(
-                f"[{method}] update {u + 1}/{cfg.num_updates}: {curves['frames'][-1]} frames, rooms {len(visited)}, "
-                f"best score {curves['score_max'][-1]:.0f}, {time.perf_counter() - t0:.0f} s",
-                flush=True,
-            )
-    out = {k: np.asarray(v, np.float64) for k, v in curves.items()}
+            print(f"[{method}] update {u + 1}/{U}: {int(curves[u, 0])} frames, rooms {len(visited)}, "
+                  f"best score {curves[u, 2]:.0f}, {tally['wall_s']:.0f} s", flush=True)
+        if on_update is not None:
+            on_update(u + 1, U)
+        return {"agent": state, "key": key, "actions": actions, "visited": rooms, "curves": _f64_bits(curves),
+                "tally": _f64_bits([tally[k] for k in _TALLY]), "envs": _f64_bits(envs.fingerprint())}
+
+    carry = resumable.run_chunks(carry, one_update, U, checkpoint_dir, every_s=every_s)
+    curves, tally = _bits_f64(carry["curves"]), dict(zip(_TALLY, _bits_f64(carry["tally"])))
+    out = {k: curves[:, i].copy() for i, k in enumerate(CURVES)}
     out.update(
         method=method,
-        visited_rooms=sorted(visited),
-        wall_s=time.perf_counter() - t0,
-        compile_s=compile_s,
-        collect_s=collect_s,
-        update_s=update_s,
+        visited_rooms=np.flatnonzero(np.asarray(carry["visited"])).tolist(),
+        wall_s=tally["wall_s"],
+        compile_s=tally["compile_s"],
+        collect_s=tally["collect_s"],
+        update_s=tally["update_s"],
         backend=run.atari.backend,
         n_actions=vec.n_actions,
-        agent_steps=cfg.num_updates * cfg.batch_size,
+        agent_steps=U * cfg.batch_size,
     )
     return out
