@@ -6,9 +6,22 @@ the Gemma weights load once; a notebook's cells run in order in one kernel). The
 use the Gemma 3 weights (:data:`GEMMA_MODULES`) share one scope too, so the session fixtures that load them (about
 100 s each) load once per run instead of once per worker. (xdist's own
 ``--dist loadgroup`` does not keep groups together under pytest 9, hence this hook.)
+
+It also sets the XLA flags of the tests (:data:`TEST_XLA_FLAGS`).
 """
 
 from __future__ import annotations
+
+import os
+
+#: XLA flags of every test process and notebook kernel (kernels inherit the environment): LLVM's optimisation
+#: level 0. Most of the suite's time is XLA compiling small programs, about a third less at level 0. Results agree
+#: with the default level to float rounding, not bit for bit (LLVM contracts multiply-adds differently), which the
+#: tests' tolerances allow. Benchmarks and ``dvc repro`` keep XLA's default. An ``--xla_backend_optimization_level``
+#: already in ``XLA_FLAGS`` wins.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 #: Test modules using the session fixtures ``gemma_model`` / ``gemma_reference`` of ``tests/glasses/conftest.py``.
 GEMMA_MODULES = ("tests/glasses/test_collapse.py", "tests/glasses/test_gemma.py", "tests/glasses/test_generation.py")

@@ -5,6 +5,8 @@ Both skip (rather than fail) where the ``lm`` extra or the weights package is no
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -14,7 +16,30 @@ def _need_lm():
 
 
 @pytest.fixture(scope="session")
-def gemma_model():
+def one_gguf_parse():
+    """One ``gguf.GGUFReader`` per file for the session: our weights cache (``gemma_weights``) and transformers'
+    tokenizer and model loaders each open the GGUF file with it, and its metadata parse (Gemma's 262k-token
+    vocabulary, field by field) takes ~40 s on CI's CPU every time. A reader is read-only (a memory map), so the
+    loaders share it; what each of them computes from it is unchanged."""
+    gguf = pytest.importorskip("gguf")
+
+    original = gguf.GGUFReader
+    readers = {}
+
+    def shared(path, mode="r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(gguf, "GGUFReader", shared)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def gemma_model(one_gguf_parse):
     """Our JAX Gemma 3 270M in float32."""
     _need_lm()
     from replicate.glasses import gemma
@@ -23,7 +48,7 @@ def gemma_model():
 
 
 @pytest.fixture(scope="session")
-def gemma_reference():
+def gemma_reference(one_gguf_parse):
     """transformers' Gemma3ForCausalLM loading the same GGUF file, eager attention (attention weights out)."""
     _need_lm()
     torch = pytest.importorskip("torch")
