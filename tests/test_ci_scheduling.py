@@ -33,3 +33,11 @@ def test_the_modules_using_the_gemma_weights_share_one_scope():
     assert users == sorted(conftest.GEMMA_MODULES)  # the list is complete: a new user joins the scope
     assert {conftest.scope_of(f"{m}::test_x") for m in users} == {"tests-gemma"}
     assert conftest.scope_of("tests/glasses/test_theory.py::test_x") == "tests/glasses/test_theory.py"
+
+
+def test_xla_flags_of_the_tests_keep_the_callers_own_values_and_name_real_notebooks():
+    conftest = _root_conftest()
+    assert conftest.with_flag("", "--a=1") == "--a=1"
+    assert conftest.with_flag("--b=2", "--a=1") == "--b=2 --a=1"
+    assert conftest.with_flag("--b=2 --a=0", "--a=1") == "--b=2 --a=0"  # a value set by the caller wins
+    assert all((ROOT / nb).exists() for nb in conftest.COMPUTE_BOUND_NOTEBOOKS)
