@@ -166,16 +166,6 @@ N_ROOMS = 1 << 13  # room ids stay below this: Montezuma's level * 24 + room (< 
 _TALLY = ("best", "episodes", "compile_s", "collect_s", "update_s", "wall_s")  # host scalars carried between updates
 
 
-def _f64_bits(x) -> np.ndarray:
-    """float64 values as their bits (uint32 pairs): checkpointed through JAX arrays, which without x64 would round
-    float64 to float32; :func:`_bits_f64` is the inverse."""
-    return np.ascontiguousarray(x, np.float64).view(np.uint32)
-
-
-def _bits_f64(bits) -> np.ndarray:
-    return np.array(bits, np.uint32).view(np.float64)
-
-
 class ReplayedEnvs:
     """A run's environments at the start of update ``at``, with the policy's current ``obs`` and ``first`` flags.
 
@@ -251,16 +241,16 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0, checkpo
         "key": key,
         "actions": np.zeros((U, T, E), np.uint8),  # ALE's action sets have at most 18 actions
         "visited": visited0,
-        "curves": _f64_bits(np.zeros((U, len(CURVES)))),
-        "tally": _f64_bits(np.array([-np.inf, 0.0, 0.0, 0.0, 0.0, 0.0])),
-        "envs": _f64_bits(envs.fingerprint()),
+        "curves": np.zeros((U, len(CURVES))),
+        "tally": np.array([-np.inf, 0.0, 0.0, 0.0, 0.0, 0.0]),
+        "envs": envs.fingerprint(),
     }
 
     def one_update(carry: dict, u: int) -> dict:
         t0 = time.perf_counter()
-        envs.seek(carry["actions"], u, _bits_f64(carry["envs"]))
-        tally = dict(zip(_TALLY, _bits_f64(carry["tally"])))
-        curves = _bits_f64(carry["curves"])
+        envs.seek(carry["actions"], u, carry["envs"])
+        tally = dict(zip(_TALLY, np.asarray(carry["tally"], np.float64).tolist()))
+        curves = np.array(carry["curves"], np.float64)  # a copy: run_chunks' input stays untouched
         visited = set(np.flatnonzero(np.asarray(carry["visited"])).tolist())
         stats: dict[str, Any] = {"returns": []}
         tc = time.perf_counter()
@@ -296,11 +286,11 @@ def train(method: str, run: RunConfig, seed: int, *, log_every: int = 0, checkpo
                   f"best score {curves[u, 2]:.0f}, {tally['wall_s']:.0f} s", flush=True)
         if on_update is not None:
             on_update(u + 1, U)
-        return {"agent": state, "key": key, "actions": actions, "visited": rooms, "curves": _f64_bits(curves),
-                "tally": _f64_bits([tally[k] for k in _TALLY]), "envs": _f64_bits(envs.fingerprint())}
+        return {"agent": state, "key": key, "actions": actions, "visited": rooms, "curves": curves,
+                "tally": np.array([tally[k] for k in _TALLY]), "envs": envs.fingerprint()}
 
     carry = resumable.run_chunks(carry, one_update, U, checkpoint_dir, every_s=every_s)
-    curves, tally = _bits_f64(carry["curves"]), dict(zip(_TALLY, _bits_f64(carry["tally"])))
+    curves, tally = np.asarray(carry["curves"], np.float64), dict(zip(_TALLY, np.asarray(carry["tally"]).tolist()))
     out = {k: curves[:, i].copy() for i, k in enumerate(CURVES)}
     out.update(
         method=method,
