@@ -11,8 +11,8 @@ from replicate import verdicts
 from replicate.params import repo_root
 
 
-def test_labels_are_the_three_of_contributing():
-    assert verdicts.LABELS == ("reproduced", "partly", "not reproduced at this scale")
+def test_labels_are_the_four_of_contributing():
+    assert verdicts.LABELS == ("reproduced", "partly", "not reproduced at this scale", "inconclusive")
 
 
 def test_row_rejects_unknown_label_and_missing_fields():
@@ -77,18 +77,136 @@ def test_readme_table_from_metrics(tmp_path):
     md = verdicts.readme_table(tmp_path, ["11_x", "12_y", "13_z"])
     lines = md.splitlines()
     assert "A \\| B ([figure](figures/f.png))" in lines[2] and "**partly**" in lines[2] and "| cpu |" in lines[2]
-    assert "predate verdict rows" in lines[3]
+    assert "predate the verdict rows" in lines[3]
     assert "no metrics yet" in lines[4]
     readme = f"intro\n{verdicts.BEGIN}\nold table\n{verdicts.END}\noutro\n"
     out = verdicts.render_readme(readme, md)
     assert out.startswith("intro\n") and out.endswith("outro\n") and "old table" not in out
     with pytest.raises(ValueError, match="markers"):
         verdicts.render_readme("no markers", md)
+    counts = verdicts.verdict_counts(tmp_path, ["11_x", "12_y", "13_z"])
+    assert counts == {"RECODE": {"reproduced": 0, "partly": 1, "not reproduced at this scale": 0, "inconclusive": 0}}
+    assert "| RECODE | 0 | 1 | 0 | 0 |" in verdicts.counts_table(tmp_path, ["11_x"])
 
 
-def test_readme_results_table_is_fresh():
-    """The README's results table equals what the committed metrics generate (run `make readme` if not)."""
+def test_readme_counts_and_claims_page_are_fresh():
+    """The README's verdict counts and docs/claims.md equal what the committed metrics generate (`make readme`)."""
     root = repo_root()
+    metrics_dir, stems = root / "data" / "metrics", verdicts.paper_notebooks(root)
     readme = (root / "README.md").read_text(encoding="utf-8")
-    table = verdicts.readme_table(root / "data" / "metrics", verdicts.paper_notebooks(root))
-    assert verdicts.render_readme(readme, table) == readme, "README.md is stale: run `make readme`"
+    assert verdicts.render_readme(readme, verdicts.counts_table(metrics_dir, stems)) == readme, (
+        "README.md is stale: run `make readme`")
+    claims = (root / verdicts.CLAIMS).read_text(encoding="utf-8")
+    assert verdicts.claims_page(metrics_dir, stems) == claims, "docs/claims.md is stale: run `make readme`"
+
+
+def test_committed_rows_agree_with_their_evidence():
+    """Every committed row that stores evidence gets the same verdict when recomputed from it."""
+    root = repo_root()
+    checked = 0
+    for path in sorted((root / "data" / "metrics").glob("*.json")):
+        for r in json.loads(path.read_text(encoding="utf-8")).get("metrics", {}).get("verdicts", []) or []:
+            if "evidence" in r:
+                assert verdicts.recompute(r) == r["verdict"], (path.name, r["claim"])
+                checked += 1
+    print(f"{checked} rows recomputed from their evidence")
+
+
+# ----------------------------------------------------------------------------- the shared rules reach every outcome
+
+CTRL_OK = [verdicts.control("oracle beats no bonus", True, 0.5, 0.0)]
+CTRL_FAIL = [verdicts.control("oracle beats no bonus", False, -0.1, 0.0)]
+
+
+def test_paired_interval_is_the_t_interval_of_seed_differences():
+    a, b = np.array([3.0, 4.0, 5.5, 4.2, 3.9]), np.array([1.0, 2.5, 2.0, 3.0, 1.1])
+    m, lo, hi = verdicts.paired_interval(a, b)
+    ref = stats.t.interval(0.95, 4, loc=(a - b).mean(), scale=stats.sem(a - b))
+    assert m == pytest.approx((a - b).mean()) and (lo, hi) == pytest.approx(ref)
+    assert verdicts.paired_interval(a, b, higher_is_better=False)[0] == pytest.approx(-m)
+    assert verdicts.beats(a, b) and not verdicts.beats(b, a)
+    assert not verdicts.beats(a, a)  # a tie beats nobody
+    assert not verdicts.beats([2.0], [1.0])  # one seed: no interval, beats nobody
+    # Seed pairing matters: a shared per-seed offset cancels.
+    offset = np.array([0.0, 10.0, 20.0, 30.0, 40.0])
+    assert verdicts.beats(offset + 1.0 + 0.01 * np.arange(5), offset)
+    with pytest.raises(ValueError, match="equal-length"):
+        verdicts.paired_interval([1.0, 2.0], [1.0])
+
+
+def test_compare_reaches_every_outcome():
+    arms = {"A": [5.0, 6.0, 5.5, 6.2, 5.8], "B": [1.0, 1.2, 0.9, 1.1, 1.3], "C": [5.1, 6.3, 5.2, 6.0, 5.9]}
+    rep, ev = verdicts.compare({k: arms[k] for k in "AB"}, "A", ["B"], metric="m", controls=CTRL_OK)
+    assert rep == verdicts.REPRODUCED and ev["arms"]["A"] == arms["A"] and ev["than"] == ["B"]
+    assert verdicts.compare(arms, "A", ["B", "C"], metric="m")[0] == verdicts.PARTLY
+    assert verdicts.compare(arms, "B", ["A", "C"], metric="m")[0] == verdicts.NOT_REPRODUCED
+    assert verdicts.compare(arms, "A", ["B"], metric="m", controls=CTRL_FAIL)[0] == verdicts.INCONCLUSIVE
+    one_seed = {k: v[:1] for k, v in arms.items()}
+    assert verdicts.compare(one_seed, "A", ["B"], metric="m")[0] == verdicts.INCONCLUSIVE
+    # lower is better: B (smaller) beats A
+    assert verdicts.compare(arms, "B", ["A"], metric="m", higher_is_better=False)[0] == verdicts.REPRODUCED
+    with pytest.raises(ValueError, match="same seeds"):
+        verdicts.compare({"A": [1.0, 2.0], "B": [1.0]}, "A", ["B"], metric="m")
+
+
+def test_comparison_row_stores_evidence_that_recomputes():
+    arms = {"A": [5.0, 6.0, 5.5, 6.2, 5.8], "B": [1.0, 1.2, 0.9, 1.1, 1.3]}
+    r = verdicts.comparison_row("A beats B", "paper", "figures/x.png", arms, "A", ["B"], metric="AUC",
+                                controls=CTRL_OK)
+    assert r["verdict"] == verdicts.REPRODUCED and verdicts.recompute(r) == r["verdict"]
+    assert "A - B = " in r["ours"] and "5 seeds" in r["ours"] and "seed-paired" in r["rule"]
+    assert json.loads(json.dumps(r)) == r  # JSON round trip
+    failed = verdicts.comparison_row("A beats B", "paper", "", arms, "A", ["B"], metric="AUC", controls=CTRL_FAIL)
+    assert failed["verdict"] == verdicts.INCONCLUSIVE
+    # A row whose control failed cannot claim anything else.
+    with pytest.raises(ValueError, match="control failed"):
+        verdicts.check_rows([{**failed, "verdict": verdicts.REPRODUCED}])
+    with pytest.raises(ValueError, match="same seeds"):
+        verdicts.check_rows([{**r, "evidence": {**r["evidence"], "arms": {"A": [1.0], "B": [1.0, 2.0]}}}])
+
+
+def test_threshold_reaches_every_outcome():
+    above = [0.9, 0.92, 0.91, 0.93, 0.9]
+    assert verdicts.threshold(above, 0.8, metric="rho")[0] == verdicts.REPRODUCED
+    straddle_above = [0.95, 0.7, 0.9, 0.85, 0.75]
+    assert verdicts.threshold(straddle_above, 0.8, metric="rho")[0] == verdicts.PARTLY
+    assert verdicts.threshold([0.7, 0.72, 0.71], 0.8, metric="rho")[0] == verdicts.NOT_REPRODUCED
+    assert verdicts.threshold(above, 0.8, metric="rho", controls=CTRL_FAIL)[0] == verdicts.INCONCLUSIVE
+    assert verdicts.threshold([0.9], 0.8, metric="rho")[0] == verdicts.INCONCLUSIVE  # no interval
+    # one value with a margin (e.g. a reading error): clears, straddles, falls short
+    assert verdicts.threshold([0.9], 0.8, metric="x", margin=0.05)[0] == verdicts.REPRODUCED
+    assert verdicts.threshold([0.82], 0.8, metric="x", margin=0.05)[0] == verdicts.PARTLY
+    assert verdicts.threshold([0.5], 0.8, metric="x", margin=0.05)[0] == verdicts.NOT_REPRODUCED
+    assert verdicts.threshold([0.5], 0.8, metric="x", higher_is_better=False, margin=0.05)[0] == verdicts.REPRODUCED
+    r = verdicts.threshold_row("c", "p", "", straddle_above, 0.8, metric="rho")
+    assert verdicts.recompute(r) == r["verdict"] == verdicts.PARTLY
+
+
+def test_match_reaches_every_outcome():
+    assert verdicts.match(-0.47, -0.46, 0.03, metric="slope")[0] == verdicts.REPRODUCED
+    assert verdicts.match(-0.58, -0.46, 0.03, metric="slope")[0] == verdicts.PARTLY  # steeper, same sign
+    assert verdicts.match(0.2, -0.46, 0.03, metric="slope")[0] == verdicts.NOT_REPRODUCED  # direction contradicted
+    assert verdicts.match(-0.47, -0.46, 0.03, metric="slope", controls=CTRL_FAIL)[0] == verdicts.INCONCLUSIVE
+    assert verdicts.match(float("nan"), -0.46, 0.03, metric="slope")[0] == verdicts.INCONCLUSIVE
+    assert verdicts.match(3.0, 4.5, 0.5, metric="ratio", direction="above1")[0] == verdicts.PARTLY
+    assert verdicts.match(0.9, 4.5, 0.5, metric="ratio", direction="above1")[0] == verdicts.NOT_REPRODUCED
+    assert verdicts.match(3.0, 4.5, 0.5, metric="ratio", direction="none")[0] == verdicts.NOT_REPRODUCED
+    r = verdicts.match_row("c", "p", "", -0.58, -0.46, 0.03, metric="slope", reason="read over two decades")
+    assert verdicts.recompute(r) == r["verdict"] == verdicts.PARTLY and "two decades" in r["rule"]
+
+
+def test_iqm_and_probability_of_improvement():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(1.0, 0.3, size=(10, 3))
+    y = rng.normal(0.0, 0.3, size=(10, 3))
+    est, lo, hi = verdicts.iqm_ci(x, reps=300)
+    assert est == pytest.approx(metrics.aggregate_iqm(x)) and lo < est < hi
+    p, plo, phi = verdicts.probability_of_improvement(x, y, reps=300)
+    assert p == pytest.approx(metrics.probability_of_improvement(x, y)) and p > 0.9 and plo <= p <= phi
+    p_same = verdicts.probability_of_improvement(x, x, reps=300)
+    assert p_same[0] == pytest.approx(0.5) and p_same[1] < 0.5 < p_same[2]
+    # Stratified: a task's runs are only ever resampled within that task (constant tasks stay constant).
+    const = np.tile(np.array([[0.0, 10.0]]), (6, 1))
+    assert verdicts.stratified_bootstrap(const, lambda s: float(s[:, 1].mean()), reps=50)[1:] == (10.0, 10.0)
