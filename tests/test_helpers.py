@@ -63,3 +63,30 @@ def test_time_call_measures_sleep_and_results_are_written(tmp_path, monkeypatch)
     assert "| case | ratio |" in md.read_text() and "| a | 2 |" in md.read_text()
     rows = json.loads((tmp_path / "benchmarks" / "results" / "toy.json").read_text())["rows"]
     assert rows == [{"case": "a", "ratio": 2.0}]
+
+
+def test_run_record_is_dirty_only_when_a_source_input_changed(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "root")
+    for rel in ("src/replicate/m.py", "notebooks/n.ipynb", "params.yaml", "figures/f.png", "data/metrics/x.json",
+                "dvc.lock", "README.md", "reports/n.ipynb"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("v1")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "c")
+    assert runinfo.changed_sources(tmp_path) == []
+    # Outputs a stage writes (figures, reports, metrics, dvc.lock, the README's tables) leave the record clean.
+    for rel in ("figures/f.png", "data/metrics/x.json", "dvc.lock", "README.md", "reports/n.ipynb", "figures/new.png"):
+        (tmp_path / rel).write_text("v2")
+    assert runinfo.changed_sources(tmp_path) == []
+    # A changed or new source input makes it dirty.
+    (tmp_path / "params.yaml").write_text("v2")
+    (tmp_path / "src/replicate/new.py").write_text("x = 1")
+    changed = runinfo.changed_sources(tmp_path)
+    assert any("params.yaml" in line for line in changed) and any("new.py" in line for line in changed)
+    assert runinfo.changed_sources(tmp_path / "nowhere") is None

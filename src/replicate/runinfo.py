@@ -1,4 +1,8 @@
-"""Run metadata: which code, profile, device and how long; embedded in every metrics file and executed notebook."""
+"""Run metadata: which code, profile, device and how long; embedded in every metrics file and executed notebook.
+
+``git_dirty`` is True when a source input (:data:`SOURCE_PATHS`: the package, notebooks, params, the DVC
+pipeline, the dependency lock) differs from ``git_commit``; outputs the pipeline writes do not count.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,14 @@ from typing import Any
 
 from replicate.params import check_profile, repo_root
 
+# The source inputs of a run: a change here (tracked or new) makes the run record dirty. Generated outputs
+# (figures/, reports/, data/, dvc.lock, the README's tables) do not: a stage writes them while it runs.
+SOURCE_PATHS: tuple[str, ...] = ("src", "notebooks", "params.yaml", "dvc.yaml", "pyproject.toml", "requirements")
 
-def _git(*args: str) -> str | None:
+
+def _git(*args: str, root=None) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=root or repo_root(), capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -71,16 +79,23 @@ class RunInfo:
         )
 
 
+def changed_sources(root=None) -> list[str] | None:
+    """Source inputs (:data:`SOURCE_PATHS`) that differ from the commit, new files included (``git status``
+    lines); None outside a git checkout."""
+    status = _git("status", "--porcelain", "--untracked-files=all", "--", *SOURCE_PATHS, root=root)
+    return None if status is None else [line for line in status.splitlines() if line.strip()]
+
+
 def start(profile: str) -> RunInfo:
     """Begin a run record for ``profile`` (validated)."""
     import jax
 
     check_profile(profile)
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    changed = changed_sources()
     return RunInfo(
         profile=profile,
         git_commit=_git("rev-parse", "HEAD"),
-        git_dirty=None if status is None else bool(status),
+        git_dirty=None if changed is None else bool(changed),
         started_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         host=platform.node(),
         python=platform.python_version(),
