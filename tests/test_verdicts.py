@@ -85,19 +85,24 @@ def test_readme_table_from_metrics(tmp_path):
     with pytest.raises(ValueError, match="markers"):
         verdicts.render_readme("no markers", md)
     counts = verdicts.verdict_counts(tmp_path, ["11_x", "12_y", "13_z"])
-    assert counts == {"RECODE": {"reproduced": 0, "partly": 1, "not reproduced at this scale": 0, "inconclusive": 0}}
-    assert "| RECODE | 0 | 1 | 0 | 0 |" in verdicts.counts_table(tmp_path, ["11_x"])
+    assert counts == {"RECODE": {"reproduced": 0, "partly": 1, "not reproduced at this scale": 0, "inconclusive": 0,
+                                 verdicts.PENDING: 0}}
+    assert "| RECODE | 0 | 1 | 0 | 0 | 0 |" in verdicts.counts_table(tmp_path, ["11_x"])
+    # A stage whose code changed since its run: its rows count as awaiting a re-run and are marked.
+    assert "| RECODE | 0 | 0 | 0 | 0 | 1 |" in verdicts.counts_table(tmp_path, ["11_x"], stale={"11_x"})
+    assert verdicts.STALE_NOTE in verdicts.readme_table(tmp_path, ["11_x"], stale={"11_x"})
 
 
 def test_readme_counts_and_claims_page_are_fresh():
     """The README's verdict counts and docs/claims.md equal what the committed metrics generate (`make readme`)."""
     root = repo_root()
     metrics_dir, stems = root / "data" / "metrics", verdicts.paper_notebooks(root)
+    stale = verdicts.stale_stages(root)
     readme = (root / "README.md").read_text(encoding="utf-8")
-    assert verdicts.render_readme(readme, verdicts.counts_table(metrics_dir, stems)) == readme, (
+    assert verdicts.render_readme(readme, verdicts.counts_table(metrics_dir, stems, stale)) == readme, (
         "README.md is stale: run `make readme`")
     claims = (root / verdicts.CLAIMS).read_text(encoding="utf-8")
-    assert verdicts.claims_page(metrics_dir, stems) == claims, "docs/claims.md is stale: run `make readme`"
+    assert verdicts.claims_page(metrics_dir, stems, stale) == claims, "docs/claims.md is stale: run `make readme`"
 
 
 def test_committed_rows_agree_with_their_evidence():

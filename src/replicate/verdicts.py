@@ -491,17 +491,42 @@ def _load(metrics_dir: Path, stem: str) -> tuple[dict, list | None]:
         return data, None
 
 
-def readme_table(metrics_dir: Path, notebooks: Sequence[str], link_prefix: str = "") -> str:
+STALE_NOTE = "results predate changes to the stage's code or parameters: re-run pending (`dvc repro`)"
+
+
+def stale_stages(root: Path) -> set[str]:
+    """Stages whose code, parameters or command changed since their committed run (``dvc status``: modified or
+    new deps, a changed command). Missing DVC-cached data (a fresh clone without the cache) does not count."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        status = repo.status()
+    stale = set()
+    for name, entries in status.items():
+        for e in entries:
+            if isinstance(e, str) and e in ("changed command", "always changed"):
+                stale.add(name)
+            elif isinstance(e, Mapping) and any(v != "deleted" for v in e.get("changed deps", {}).values()):
+                stale.add(name)
+    return stale
+
+
+def readme_table(metrics_dir: Path, notebooks: Sequence[str], link_prefix: str = "",
+                 stale: Iterable[str] = ()) -> str:
     """Markdown table of every verdict row in ``metrics_dir/<stem>.json`` for each paper notebook stem.
 
     A notebook whose metrics file has no valid verdict rows (not yet re-run since they changed) gets one
-    row that says so, instead of a verdict. ``link_prefix`` is the path from the table's file to the repo root.
+    row that says so, instead of a verdict; the rows of a ``stale`` stage (:func:`stale_stages`) are marked.
+    ``link_prefix`` is the path from the table's file to the repo root.
     """
+    stale = set(stale)
     lines = ["| notebook | claim | paper | ours | verdict | rule | profile |", "|---|---|---|---|---|---|---|"]
     for stem in notebooks:
         data, rows = _load(metrics_dir, stem)
         link = f"[`{stem}`]({link_prefix}reports/{stem}.ipynb)"
         profile = data.get("run", {}).get("profile", "—")
+        if stem in stale:
+            profile += f" (*{STALE_NOTE}*)"
         if rows is None:
             reason = ("no metrics yet" if not data
                       else "metrics predate the verdict rows: re-run the stage (`dvc repro`)")
@@ -519,28 +544,34 @@ def readme_table(metrics_dir: Path, notebooks: Sequence[str], link_prefix: str =
     return "\n".join(lines)
 
 
-def verdict_counts(metrics_dir: Path, notebooks: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Per paper (:data:`PAPERS`): how many committed rows carry each label (:data:`LABELS`)."""
+PENDING = "awaiting re-run"
+
+
+def verdict_counts(metrics_dir: Path, notebooks: Sequence[str], stale: Iterable[str] = ()) -> dict[str, dict[str, int]]:
+    """Per paper (:data:`PAPERS`): how many committed rows carry each label (:data:`LABELS`); the rows of
+    ``stale`` stages count under :data:`PENDING` instead of their (out-of-date) label."""
+    stale = set(stale)
     counts: dict[str, dict[str, int]] = {}
     for stem in notebooks:
         paper = PAPERS.get(stem[:1], stem)
-        c = counts.setdefault(paper, dict.fromkeys(LABELS, 0))
+        c = counts.setdefault(paper, dict.fromkeys((*LABELS, PENDING), 0))
         _, rows = _load(metrics_dir, stem)
         for r in rows or []:
-            c[r["verdict"]] += 1
+            c[PENDING if stem in stale else r["verdict"]] += 1
     return counts
 
 
-def counts_table(metrics_dir: Path, notebooks: Sequence[str]) -> str:
+def counts_table(metrics_dir: Path, notebooks: Sequence[str], stale: Iterable[str] = ()) -> str:
     """Markdown table of :func:`verdict_counts`, one row per paper, linking the full claims table."""
-    lines = ["| paper | " + " | ".join(LABELS) + " |", "|---|" + "---|" * len(LABELS)]
-    for paper, c in verdict_counts(metrics_dir, notebooks).items():
-        lines.append(f"| {paper} | " + " | ".join(str(c[label]) for label in LABELS) + " |")
+    heads = (*LABELS, PENDING)
+    lines = ["| paper | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+    for paper, c in verdict_counts(metrics_dir, notebooks, stale).items():
+        lines.append(f"| {paper} | " + " | ".join(str(c[label]) for label in heads) + " |")
     link = f"[{CLAIMS}]({CLAIMS})"
     return "\n".join(lines) + f"\n\nEvery claim, with the paper's number, ours, the rule and the figure: {link}."
 
 
-def claims_page(metrics_dir: Path, notebooks: Sequence[str]) -> str:
+def claims_page(metrics_dir: Path, notebooks: Sequence[str], stale: Iterable[str] = ()) -> str:
     """The whole generated ``docs/claims.md``: every verdict row of every paper notebook."""
     return (
         "# Claims and verdicts\n\n"
@@ -550,7 +581,7 @@ def claims_page(metrics_dir: Path, notebooks: Sequence[str]) -> str:
         "and did not); **inconclusive** (a positive control failed, or the set-up cannot separate the arms). Rows that "
         "compare methods store each arm's per-seed scores (`evidence`) and the positive controls (`controls`), so "
         "`replicate.verdicts.recompute(row)` gives the verdict again.\n\n"
-        + readme_table(metrics_dir, notebooks, link_prefix="../") + "\n"
+        + readme_table(metrics_dir, notebooks, link_prefix="../", stale=stale) + "\n"
     )
 
 
@@ -580,11 +611,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = repo_root()
     metrics_dir, stems = root / "data" / "metrics", paper_notebooks(root)
+    stale = stale_stages(root)
     readme_path, claims_path = root / "README.md", root / CLAIMS
     old = readme_path.read_text(encoding="utf-8")
-    new = render_readme(old, counts_table(metrics_dir, stems))
+    new = render_readme(old, counts_table(metrics_dir, stems, stale))
     old_claims = claims_path.read_text(encoding="utf-8") if claims_path.exists() else ""
-    new_claims = claims_page(metrics_dir, stems)
+    new_claims = claims_page(metrics_dir, stems, stale)
     if args.command == "check":
         if new != old or new_claims != old_claims:
             print("README.md's verdict counts or docs/claims.md are stale: run `python -m replicate.verdicts readme`",
