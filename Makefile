@@ -2,10 +2,11 @@
 #   make repro   build .venv if missing, then `dvc repro` at params.yaml's profile (default: cpu)
 #   make test    build .venv if missing, then unit tests + every notebook at smoke under nbval
 #                (PYTEST_WORKERS=2 processes; PYTEST_WORKERS=0 runs them in one)
-# Other targets: make env | unit | nbval | lint | readme | deps | lock | bench | clean-env
+# Other targets: make env | unit | nbval | lint | readme | deps | site | lock | bench | clean-env
 #   make lint    ruff check (line length 120; CI runs it before the tests)
 #   make readme  regenerate README.md's results table from data/metrics/*.json (metrics["verdicts"])
 #   make deps    regenerate dvc.yaml's code deps from each stage's import closure
+#   make site    static HTML site of the README, docs/ and the executed notebooks in _site/ (offline, no re-execution)
 PYTHON ?= python3.11
 VENV ?= .venv
 UV_VERSION ?= 0.13.9
@@ -21,7 +22,7 @@ PYTEST := $(BIN)/python -m pytest
 PYTEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
-.PHONY: env repro test unit nbval lint readme deps bench gpu-check lock clean-env
+.PHONY: env repro test unit nbval lint readme deps site bench gpu-check lock clean-env
 
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -51,6 +52,10 @@ readme: env
 
 deps: env
 	$(BIN)/python -m replicate.dvc_stages
+
+# The README as front page, docs/*.md, benchmark tables and reports/*.ipynb as committed (nothing is executed).
+site: env
+	$(BIN)/python -m replicate.site --out _site
 
 unit: env
 	$(PYTEST) tests

@@ -58,8 +58,20 @@ def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 5.0, height: floa
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kwargs)
 
 
-def save_figure(fig, name: str, *, directory: str | Path | None = None, fmt: str = "png") -> Path:
-    """Save ``fig`` atomically as ``<figures dir>/<name>.<fmt>`` and return the path.
+class FigurePath(type(Path())):
+    """The path of a saved figure: a ``Path`` that displays nothing when it ends a notebook cell.
+
+    ``plotting.save_figure(fig, name)`` as a cell's last line would otherwise print ``PosixPath('...')`` (with the
+    machine's absolute path) into the executed notebook; ``print(path)`` and every ``Path`` operation still work
+    (paths derived from it, such as ``path.parent``, are ``FigurePath`` too).
+    """
+
+    def _ipython_display_(self) -> None:  # IPython's display hook: show nothing
+        return None
+
+
+def save_figure(fig, name: str, *, directory: str | Path | None = None, fmt: str = "png") -> FigurePath:
+    """Save ``fig`` atomically as ``<figures dir>/<name>.<fmt>`` and return the path (a :class:`FigurePath`).
 
     The directory is the pipeline's (``figures/`` under ``dvc repro``) or ``reports/scratch/figures``
     when the notebook is run by hand. ``name`` must be lower-case letters, digits, ``_`` or ``-``.
@@ -72,7 +84,7 @@ def save_figure(fig, name: str, *, directory: str | Path | None = None, fmt: str
     path = directory / f"{name}.{fmt}"
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=DPI, metadata={"Software": None} if fmt == "png" else None)
-    return path
+    return FigurePath(path)
 
 
 def band(ax, x, mean, low, high, *, label: str | None = None, color=None, alpha: float = 0.25, **line_kwargs):
