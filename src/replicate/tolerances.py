@@ -48,7 +48,19 @@ def sum_bound(abs_terms_sum, n, dtype=np.float32):
     return gamma(n, dtype) * np.asarray(abs_terms_sum, np.float64)
 
 
-def attention_bounds(q, k, v, mask, scale: float, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+def matmul_bound(a, b, dtype=np.float32) -> np.ndarray:
+    """Bound on ``|computed - exact|`` of ``a @ b`` evaluated in ``dtype``, element-wise: ``gamma_k |a| @ |b|``.
+
+    Each element is a dot product of length ``k`` (the inner dimension), so Higham's eq. (3.13),
+    ``|fl(AB) - AB| <= gamma_k |A| |B|``, holds for every summation order and blocking, with or without FMA.
+    ``a`` and ``b`` are the exact operands (exactly representable in ``dtype``; rounding them first is the
+    caller's to add). Two evaluations of one product differ by at most twice this.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return gamma(a.shape[-1], dtype) * (np.abs(a) @ np.abs(b))
+
+
+def attention_bounds(q, k, v, mask, scale: float, dtype=np.float32, score_err=None) -> tuple[np.ndarray, np.ndarray]:
     """Bounds on how far two ``dtype`` evaluations of masked softmax attention may differ, element-wise.
 
     ``q`` (H, Sq, D), ``k`` and ``v`` (H, Sk, D) (key/value heads already repeated per query head),
@@ -64,6 +76,10 @@ def attention_bounds(q, k, v, mask, scale: float, dtype=np.float32) -> tuple[np.
     * output: ``|d out_d| <= sum_j |dp_j| |v_jd| + gamma_n sum_j p_j |v_jd|``.
 
     Masked entries get bound 0: both sides must give exactly 0 there, so a wrong mask fails at once.
+
+    ``score_err`` (broadcastable to (H, Sq, Sk)), if given, is added to ``|ds_ij|``: a bound on how far each
+    evaluation's scores may move because its inputs are rounded before the dot (e.g. positional encodings
+    computed in ``dtype``, with ``q``, ``k`` then the exact encoded values).
     """
     q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
     mask = np.asarray(mask, bool)
@@ -72,6 +88,8 @@ def attention_bounds(q, k, v, mask, scale: float, dtype=np.float32) -> tuple[np.
     n = np.maximum(mask.sum(-1), 1)[None, :, None]  # visible keys per query row
     s = scale * np.einsum("hqd,hkd->hqk", q, k)
     ds = gamma(d, dtype) * scale * np.einsum("hqd,hkd->hqk", np.abs(q), np.abs(k)) + u * np.abs(s)
+    if score_err is not None:
+        ds = ds + np.asarray(score_err, np.float64)
     ds = np.where(mask, ds, 0.0)
     s_masked = np.where(mask, s, -np.inf)
     m = s_masked.max(-1, keepdims=True)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from replicate import tolerances
 from replicate.pac import losses
 from replicate.pac.perceiver import PerceiverActorCritic, discretise_actions
 
@@ -25,7 +26,10 @@ def test_pieces_hand_computed():
     # Policy loss: log pi(a|s) = -1, samples -2, -3 with Q = 1, 0, eta = 1, alpha = 0.5.
     w = losses.improvement_weights(jnp.array([[1.0, 0.0]]), 1.0)
     e = math.e
-    np.testing.assert_allclose(w, [[e / (e + 1), 1 / (e + 1)]], rtol=1e-6)
+    # float32 softmax of (1, 0) against float64: each weight's exp (ULPS u), their sum (ULPS u + u) and the
+    # division (u) give a relative error <= (2 ULPS + 2) u
+    u, ulps = tolerances.unit_roundoff(np.float32), tolerances.EXP_ULPS
+    np.testing.assert_allclose(w, [[e / (e + 1), 1 / (e + 1)]], rtol=(2 * ulps + 2) * u, atol=0)
     pl = losses.policy_loss(jnp.array([-1.0]), jnp.array([[-2.0, -3.0]]), w, 0.5)
     expect = -(0.5 * (-2 * e / (e + 1) - 3 / (e + 1)) + 0.5 * -1.0)
     assert float(pl[0]) == pytest.approx(expect, rel=1e-6)  # = 1.63447

@@ -4,6 +4,8 @@ covers the environment)."""
 import numpy as np
 import pytest
 
+from replicate import tolerances
+from replicate.nn import actor_critic
 from replicate.params import ParameterError
 from replicate.recode import atari_agent, bonus, memory
 from replicate.rl import atari
@@ -41,7 +43,12 @@ def test_bonus_features_average_pool_the_newest_frame():
     got = np.asarray(atari_agent.bonus_features(frames))
     want = (frames.astype(np.float64) / 255.0).reshape(3, 2, 42, 2, 42, 2).mean(axis=(3, 5)).reshape(3, 2, -1)
     assert got.shape == (3, 2, 42 * 42)
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    # float32 against float64: the division by 255 (u) and the mean of 4 positive terms (gamma_3; the 1/4 is
+    # exact) give a relative error <= gamma_4
+    tol = tolerances.gamma(4) * want
+    tolerances.assert_within(got, want, tol, "pooled frames")
+    with pytest.raises(AssertionError, match="exceed their rounding bound"):  # a pool missing one pixel
+        tolerances.assert_within(got, want - frames[..., ::2, ::2].reshape(3, 2, -1) / (4 * 255.0), tol, "pooled")
     env = atari_agent.bonus_env(18, 84, "pitfall")
     assert env.obs_dim == 42 * 42 and env.n_actions == 18 and env.n_states is None
     assert bonus.make_bonus("none", env, 2) is None
@@ -68,7 +75,20 @@ def test_act_is_layout_free_and_draws_each_env_with_its_own_key():
     a, logp, v_ext, v_int = act(params, obs, keys[0])
     b = act_first(params, np.moveaxis(obs, -1, 1), keys[0])
     np.testing.assert_array_equal(a, b[0])
-    np.testing.assert_allclose(np.stack([logp, v_ext, v_int]), np.stack(b[1:]), rtol=1e-5, atol=1e-6)
+    # The two layouts may run each conv and dense sum in another order. First-order estimate, two float32
+    # evaluations: the reductions of lengths n_l (8*8*4, 4*4*32, 3*3*64, 3136, 512) each add <= gamma_{n_l}
+    # relative to the scale of what they feed, and the orthogonally initialised layers above carry it to the
+    # heads with gain ~1, so the heads move by <= 2 sum_l gamma_{n_l} max|head|; logp adds its log-softmax over
+    # 18 logits (exp and log ULPS u each, the sum gamma_18, the shift and subtraction u |.|).
+    u, ulps = tolerances.unit_roundoff(np.float32), tolerances.EXP_ULPS
+    g = sum(tolerances.gamma(n) for n in (256, 512, 576, 3136, 512))
+    logits, *_ = jax.jit(actor_critic.NatureActorCritic(18).apply)(params, obs)
+    tol_logp = 2 * (2 * g * np.abs(logits).max() + (2 * ulps + 2) * u * np.abs(logp) + tolerances.gamma(18))
+    tol = np.stack([tol_logp, *(np.full(4, 2 * g * np.abs(x).max()) for x in (v_ext, v_int))])
+    tolerances.assert_within(np.stack([logp, v_ext, v_int]), np.stack(b[1:]), tol, "channels last vs first")
+    swapped = act_first(params, np.moveaxis(obs, -1, 1).swapaxes(-1, -2), keys[0])  # rows and columns swapped
+    with pytest.raises(AssertionError, match="exceed their rounding bound"):
+        tolerances.assert_within(np.stack([logp, v_ext, v_int]), np.stack(swapped[1:]), tol, "swapped layout")
     halves = [act(params, obs[sl], keys[0, sl])[0] for sl in (slice(0, 2), slice(2, 4))]
     np.testing.assert_array_equal(np.concatenate(halves), a)
     assert a.shape == (4,) and logp.shape == (4,) and np.all(np.asarray(logp) <= 0)

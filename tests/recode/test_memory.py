@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from replicate import tolerances
 from replicate.recode import memory
 from replicate.recode.reference import ReferenceMemory
 
@@ -246,10 +247,31 @@ def test_query_equals_dense_numpy_over_all_atoms(dm2, M, n):
     d2 = np.where(
         np.asarray(st.filled)[None], ((np.asarray(e)[:, None, :] - np.asarray(st.atoms)[None]) ** 2).sum(-1), np.inf
     )
-    k = cfg.epsilon / (cfg.epsilon + d2 / dm2) * (d2 < dm2)
-    np.testing.assert_allclose(np.asarray(count), (k * (1 + np.asarray(st.counts))[None]).sum(1), rtol=1e-3, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(knn_idx), np.argsort(d2, axis=1, kind="stable")[:, :3])
-    np.testing.assert_allclose(np.asarray(knn_d2), np.sort(d2, axis=1)[:, :3], rtol=1e-4, atol=1e-5)
+    # Rounding bounds of XLA's float32 evaluation against float64. Distances by the Gram expansion
+    # |e|^2 - 2 e.a + |a|^2, a sum of 3d products: within gamma_{3d} of their absolute sum. The kernel
+    # eps / (eps + d2 / dm2) moves by its slope k^2 / (eps dm2) (at the near end of d2's interval) times that, plus
+    # 4u of itself (division, sum, division, eps's rounding); where d2 is within its bound of dm2 the indicator may
+    # flip, so the whole kernel counts. (1 + c) and the product add 2u, the sum over M atoms gamma_M.
+    u, eps = tolerances.unit_roundoff(np.float32), cfg.epsilon
+    x, a, c = (np.asarray(t, np.float64) for t in (e, st.atoms, st.counts))
+    filled = np.asarray(st.filled)[None]
+    d2_64 = np.where(filled, ((x[:, None, :] - a[None]) ** 2).sum(-1), np.inf)
+    d2_err = tolerances.gamma(3 * x.shape[1]) * (
+        (x**2).sum(1)[:, None] + (a**2).sum(1)[None] + 2 * np.abs(x) @ np.abs(a).T
+    )
+    k = np.where(d2_64 < dm2, eps / (eps + d2_64 / dm2), 0.0)
+    k_hi = np.where(d2_64 - d2_err < dm2, eps / (eps + np.maximum(d2_64 - d2_err, 0) / dm2), 0.0)
+    flip = np.abs(d2_64 - dm2) <= d2_err
+    k_err = k_hi**2 / (eps * dm2) * d2_err + 4 * u * k_hi + np.where(flip, k_hi, 0.0)
+    terms = k * (1 + c)[None]
+    count_b = ((k_err + 2 * u * k_hi) * (1 + c)[None]).sum(1) + tolerances.gamma(M) * (k_hi * (1 + c)[None]).sum(1)
+    tolerances.assert_within(count, terms.sum(1), count_b, "kernel count")
+    with pytest.raises(AssertionError, match="exceed their rounding bound"):  # each row's largest term left out
+        tolerances.assert_within(count, terms.sum(1) - terms.max(1), count_b, "kernel count")
+    idx = np.asarray(knn_idx)
+    near = np.take_along_axis(d2_64, idx, 1)
+    tolerances.assert_within(knn_d2, near, np.take_along_axis(d2_err, idx, 1), "k nearest squared distances")
 
 
 def test_query_with_fewer_filled_atoms_than_k():
