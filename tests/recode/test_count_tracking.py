@@ -11,7 +11,7 @@ from replicate import verdicts
 from replicate.recode import count_tracking, experiments, memory
 from replicate.recode.streams import GridStream
 
-R, P, N = verdicts.REPRODUCED, verdicts.PARTLY, verdicts.NOT_REPRODUCED
+R, P, N, INC = verdicts.REPRODUCED, verdicts.PARTLY, verdicts.NOT_REPRODUCED, verdicts.INCONCLUSIVE
 
 
 def test_final_mean_std_and_format_use_the_last_point():
@@ -148,8 +148,6 @@ def test_ablation_summaries_and_table():
     assert count_tracking.ablation_means(rows, "eviction") == pytest.approx({"inverse_square": 0.7, "uniform": 0.5})
     means_n = count_tracking.ablation_means(rows, "eviction", "rho_N")
     assert means_n == pytest.approx({"inverse_square": 0.5, "uniform": 0.3})
-    assert count_tracking.ablation_spread(rows, "eviction") == pytest.approx(0.1)
-    assert count_tracking.ablation_spread(rows, "eta") == 0.0
     assert count_tracking.ablation_summary(rows) == pytest.approx(
         {"eviction=inverse_square": 0.7, "eviction=uniform": 0.5, "gamma=1.0": 0.3})
     table = count_tracking.ablation_table(rows)
@@ -160,35 +158,133 @@ def test_ablation_summaries_and_table():
         ["1/c²", "1/c", "uniform", "0.5"]
 
 
-def test_count_tracking_verdict_rules():
-    assert count_tracking.tracking_verdict(0.8, 0.1) == R
-    assert count_tracking.tracking_verdict(0.79, 0.8) == P
-    assert count_tracking.tracking_verdict(0.79, 0.79) == N
-    assert count_tracking.forgetting_verdict(0.59, 0.8) == R
-    assert count_tracking.forgetting_verdict(0.7, 0.8) == N
-    assert count_tracking.ordering_verdict([(0.9, 0.5), (0.8, 0.6)], [0.1, 0.1]) == R
-    assert count_tracking.ordering_verdict([(0.9, 0.5), (0.8, 0.75)], [0.1, 0.1]) == P
-    assert count_tracking.ordering_verdict([(0.9, 0.5), (0.6, 0.8)], [0.1, 0.1]) == N
+def test_final_is_the_last_point_per_seed():
+    np.testing.assert_array_equal(count_tracking.final(np.array([[0.1, 0.5], [0.9, 0.7]])), [0.5, 0.7])
+    with pytest.raises(ValueError, match="S, P"):
+        count_tracking.final(np.zeros(3))
+
+
+def test_random_tracker_is_seeded_and_uninformative():
+    a = count_tracking.random_tracker(3, 2, 400, seed=0)
+    assert a.shape == (3, 2, 400) and (a >= 0).all() and (a < 1).all()
+    np.testing.assert_array_equal(a, count_tracking.random_tracker(3, 2, 400, seed=0))
+    assert not np.array_equal(a[0], a[1])  # seeds differ
+    truth = np.arange(400.0)[None].repeat(2, 0)
+    rho = experiments.correlations(a, truth)
+    assert np.abs(rho).max() < 0.2  # ~ N(0, 1/sqrt(400)): no information
     with pytest.raises(ValueError):
-        count_tracking.ordering_verdict([(1.0, 0.0)], [])
+        count_tracking.random_tracker(0, 2, 4, seed=0)
 
 
-def test_eviction_verdict():
-    assert count_tracking.eviction_verdict({"inverse_square": 0.9, "uniform": 0.7, "inverse": 0.75}, 0.1) == R
-    assert count_tracking.eviction_verdict({"inverse_square": 0.8, "uniform": 0.75}, 0.1) == P  # best, within spread
-    assert count_tracking.eviction_verdict({"inverse_square": 0.7, "uniform": 0.75}, 0.1) == P  # second, within spread
-    assert count_tracking.eviction_verdict({"inverse_square": 0.5, "uniform": 0.75}, 0.1) == N
-    assert count_tracking.eviction_verdict({"uniform": 0.9, "inverse": 0.5}, 0.1) == N  # rule not in the ablation
-    assert count_tracking.eviction_verdict({"inverse_square": 0.9}, 0.1) == N  # nothing to rank
+def test_tracking_control_passes_only_when_the_paired_interval_shows_the_known_difference():
+    exact = np.full(5, 0.9)
+    noise = np.array([0.02, -0.03, 0.01, 0.0, -0.01])
+    c = count_tracking.tracking_control(exact, noise, "discounted")
+    lo = verdicts.paired_interval(exact, noise)[1]
+    assert c["passed"] and c["value"] == pytest.approx(lo) and c["threshold"] == 0.0
+    assert "cumulative counts" in c["name"] and "discounted truth" in c["name"]
+    assert not count_tracking.tracking_control(exact[:1], noise[:1], "cumulative")["passed"]  # one seed: no interval
+    tie = noise + 0.01 * np.array([1, -1, 1, -1, 0])
+    assert not count_tracking.tracking_control(noise, tie, "cumulative")["passed"]
+    with pytest.raises(ValueError, match="target"):
+        count_tracking.tracking_control(exact, noise, "episodic")
 
 
-def test_paired_better_and_rivals_verdict_use_the_ci_of_seed_differences():
-    ours = np.array([0.9, 0.8, 0.85, 0.95, 0.9])
-    far = ours - np.array([0.3, 0.25, 0.35, 0.3, 0.3])  # clearly below, every seed
-    noisy = ours + np.array([0.2, -0.3, 0.25, -0.2, -0.1])  # mean diff > 0 but the CI straddles 0
-    assert count_tracking.paired_better(ours, far)
-    assert not count_tracking.paired_better(ours, noisy) and np.mean(ours - noisy) > 0
-    assert count_tracking.paired_better(np.array([0.5]), np.array([0.4]))  # one seed: the sign
-    assert count_tracking.rivals_verdict(ours, {"a": far, "b": noisy}) == (P, ["a"])
-    assert count_tracking.rivals_verdict(ours, {"a": far}) == (R, ["a"])
-    assert count_tracking.rivals_verdict(ours, {"b": noisy})[0] == N
+def test_tracking_controls_on_a_real_stream():
+    gs = GridStream(size=6, n_actors=4, episode_len=8, n_episodes=12, n_phases=3, embed_dim=8, seed=0)
+    stream = experiments.build_stream(gs, [0])
+    T = stream.cells.shape[0]
+    disc = experiments.true_counts(stream.cells, gs.n_cells, 0.99, [T // 2, T])
+    cum = experiments.true_counts(stream.cells, gs.n_cells, 1.0, [T // 2, T])
+    c = count_tracking.tracking_controls(disc, cum, n_seeds=5, seed=0)
+    assert set(c) == {"discounted", "cumulative"} and all(v["passed"] for v in c.values())
+    # the exact counter's score is the Spearman correlation of the two truths at the last point
+    rho = _spearman(cum[-1], disc[-1])
+    noinfo = count_tracking.random_tracker(5, 1, gs.n_cells, 0)
+    lo = verdicts.paired_interval(np.full(5, rho), experiments.correlations(noinfo, disc[-1:])[:, 0])[1]
+    assert c["discounted"]["value"] == pytest.approx(lo)
+    assert not any(v["passed"] for v in count_tracking.tracking_controls(disc, cum, n_seeds=1, seed=0).values())
+
+
+BASE = np.array([0.50, 0.52, 0.48, 0.51, 0.49])
+OK = verdicts.control("ok", True, 0.5, 0.0)
+FAILED = verdicts.control("failed", False, -0.1, 0.0)
+CT = count_tracking
+TRACKERS = [CT.RECODE, CT.RECODE_NO_DISCOUNT, CT.EMM, CT.NGU, CT.RND]
+# (row index, target, better, rivals) of tracking_rows' comparison rows
+COMPARISONS = [(1, "disc", CT.RECODE, [CT.RND, CT.NGU, CT.EMM]), (2, "cum", CT.RECODE, [CT.NGU, CT.RND]),
+               (3, "cum", CT.RECODE, [CT.EMM]), (4, "disc", CT.RECODE, [CT.RECODE_NO_DISCOUNT]),
+               (5, "cum", CT.RECODE_NO_DISCOUNT, [CT.RECODE])]
+
+
+def _tracking(disc=None, cum=None, c_disc=OK, c_cum=OK):
+    arms = {"disc": {n: BASE.copy() for n in TRACKERS}, "cum": {n: BASE.copy() for n in TRACKERS}}
+    arms["disc"].update(disc or {})
+    arms["cum"].update(cum or {})
+    return count_tracking.tracking_rows(arms["disc"], arms["cum"], {"discounted": c_disc, "cumulative": c_cum},
+                                        episodes=100, figure="figures/x.png")
+
+
+def test_tracking_threshold_row_reaches_every_outcome():
+    assert _tracking(disc={CT.RECODE: BASE + 0.4})[0]["verdict"] == R  # 0.9, interval above 0.8
+    wide = np.array([0.70, 0.95, 0.80, 0.90, 0.78])  # mean 0.826, interval contains 0.8
+    assert _tracking(disc={CT.RECODE: wide})[0]["verdict"] == P
+    assert _tracking()[0]["verdict"] == N
+    assert _tracking(disc={CT.RECODE: BASE + 0.4}, c_disc=FAILED)[0]["verdict"] == INC
+    row = _tracking()[0]
+    assert row["evidence"]["kind"] == "threshold" and row["evidence"]["threshold"] == CT.TRACKING_THRESHOLD
+    assert row["controls"] == [OK] and verdicts.recompute(row) == row["verdict"]
+
+
+@pytest.mark.parametrize("index, target, better, rivals", COMPARISONS)
+def test_tracking_comparison_rows_reach_every_outcome(index, target, better, rivals):
+    def label(arms, fail=False):
+        row = _tracking(**{target: arms, f"c_{target}": FAILED if fail else OK})[index]
+        assert verdicts.recompute(row) == row["verdict"]
+        assert row["evidence"]["better"] == better and row["evidence"]["than"] == rivals
+        return row["verdict"]
+
+    assert label({better: BASE + 0.3}) == R
+    assert label({}) == N  # ties beat nobody
+    if len(rivals) > 1:  # one rival: "some but not all" cannot happen
+        assert label({better: BASE + 0.3, rivals[0]: BASE + 0.3}) == P
+    assert label({better: BASE + 0.3}, fail=True) == INC
+    one_seed = {n: BASE[:1] for n in TRACKERS}
+    row = count_tracking.tracking_rows(one_seed, one_seed, {"discounted": OK, "cumulative": OK}, episodes=1,
+                                       figure="")[index]
+    assert row["verdict"] == INC  # one seed: no interval
+
+
+def test_tracking_rows_attach_the_control_of_their_truth_and_validate_inputs():
+    rows = _tracking(c_disc=FAILED)
+    assert [r["verdict"] == INC for r in rows] == [True, True, False, False, True, False]
+    assert all("(our extension)" in r["claim"] for r in rows[1:])
+    assert all(verdicts.NO_PAPER_RESULT in r["paper"] for r in rows[1:])
+    with pytest.raises(ValueError, match="per-seed scores"):
+        count_tracking.tracking_rows({CT.RECODE: BASE}, {}, {"discounted": OK, "cumulative": OK}, episodes=1,
+                                     figure="")
+    with pytest.raises(ValueError, match="controls"):
+        count_tracking.tracking_rows({n: BASE for n in TRACKERS}, {n: BASE for n in TRACKERS}, {"discounted": OK},
+                                     episodes=1, figure="")
+
+
+def _eviction(values, control=OK):
+    rows = [{"ablation": "eviction", "value": k, "rho_N": np.asarray(v), "rho_atom": np.asarray(v)}
+            for k, v in values.items()]
+    rows.append({"ablation": "eta", "value": 0.1, "rho_N": BASE + 0.9, "rho_atom": BASE})  # not an arm
+    return count_tracking.eviction_row(rows, control, figure="figures/x.png")
+
+
+def test_eviction_row_reaches_every_outcome():
+    assert _eviction({"inverse_square": BASE + 0.3, "inverse": BASE, "uniform": BASE})["verdict"] == R
+    assert _eviction({"inverse_square": BASE + 0.3, "inverse": BASE + 0.3, "uniform": BASE})["verdict"] == P
+    assert _eviction({"inverse_square": BASE, "inverse": BASE + 0.1, "uniform": BASE})["verdict"] == N
+    assert _eviction({"inverse_square": BASE + 0.3, "uniform": BASE}, FAILED)["verdict"] == INC
+    assert _eviction({"inverse_square": BASE[:1] + 0.3, "uniform": BASE[:1]})["verdict"] == INC  # one seed
+    row = _eviction({"inverse_square": BASE + 0.3, "smallest": BASE})
+    assert row["evidence"]["better"] == "1/c²" and row["evidence"]["than"] == ["smallest"]
+    assert verdicts.recompute(row) == row["verdict"] == R
+    with pytest.raises(ValueError, match="inverse_square"):
+        _eviction({"uniform": BASE, "inverse": BASE})
+    with pytest.raises(ValueError, match="at least one other"):
+        _eviction({"inverse_square": BASE})

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from replicate import verdicts
 from replicate.params import ParameterError
 from replicate.recode import memory, toy_density
 
@@ -50,10 +51,31 @@ def test_config_validation():
                         jax.random.PRNGKey(0))
 
 
-def test_verdict_rule():
-    assert toy_density.verdict({1.0: 3.9, 0.999: 4.6, 0.99: 5.3}, history=3.85) == "reproduced"
-    assert toy_density.verdict({1.0: 3.0, 0.999: 4.6, 0.99: 5.3}, history=3.85) == "partly"  # gamma=1 off history
-    assert toy_density.verdict({1.0: 3.9, 0.999: 5.6, 0.99: 5.3}, history=3.85) == "partly"  # not monotone
-    assert toy_density.verdict({1.0: 5.0, 0.99: 4.0}, history=3.85) == "not reproduced at this scale"
+def test_history_control():
+    c = toy_density.history_control([3.9, 3.8], history=3.85)
+    assert c["passed"] and c["value"] == pytest.approx(0.0) and c["threshold"] == 0.15
+    assert not toy_density.history_control([3.0, 3.1], history=3.85)["passed"]  # 21% off
     with pytest.raises(ValueError):
-        toy_density.verdict({1.0: 3.9}, history=3.85)
+        toy_density.history_control([], history=3.85)
+
+
+def test_verdict_row_reaches_every_outcome():
+    h = 3.85
+    one = np.array([3.80, 3.90, 3.85, 3.86, 3.84])
+
+    def label(mid, small, history=h):
+        row = toy_density.verdict_row({1.0: one, 0.999: np.asarray(mid), 0.99: np.asarray(small)}, history, "f.png")
+        assert verdicts.recompute(row) == row["verdict"]
+        assert row["evidence"]["better"] == "γ=0.99" and row["evidence"]["than"] == ["γ=0.999", "γ=1"]
+        return row["verdict"]
+
+    assert label(one + 0.7, one + 1.4) == verdicts.REPRODUCED
+    assert label(one + 1.4, one + 1.4) == verdicts.PARTLY  # beats gamma = 1 only, ties with 0.999
+    assert label(one, one) == verdicts.NOT_REPRODUCED
+    assert label(one + 0.7, one + 1.4, history=5.0) == verdicts.INCONCLUSIVE  # gamma = 1 misses the history
+    row = toy_density.verdict_row({1.0: one[:1], 0.99: one[:1] + 1}, h, "f.png")
+    assert row["verdict"] == verdicts.INCONCLUSIVE  # one seed: no interval
+    with pytest.raises(ValueError, match="1.0"):
+        toy_density.verdict_row({0.99: one, 0.999: one}, h, "f.png")
+    with pytest.raises(ValueError, match="two"):
+        toy_density.verdict_row({1.0: one}, h, "f.png")

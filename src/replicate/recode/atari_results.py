@@ -3,13 +3,14 @@
 ``results`` maps ``(game, method, seed)`` to the dict :func:`replicate.recode.atari_agent.train` returns
 (per-update curves ``rooms``, ``score_max``, ``episodes``, ``return_running``, ... and ``visited_rooms``).
 
-Verdict rule (stated in the notebook before the results): RECODE *explores better* than a rival when it ends the
-budget with more distinct rooms; the score claim compares each seed's best return of an ended episode when every
-method ended at least one episode in every seed, and otherwise the return of the running episodes at the end of the
-budget. RECODE is *ahead* of a rival (:func:`ahead`) with one seed when its value is strictly larger, and with
-several seeds when the 95% Student-t interval of the mean seed-paired difference (RECODE minus rival) lies above 0.
-The rivals are those run among no bonus, RND, EMM and NGU. RECODE ahead of every rival: reproduced; of at least
-one: partly; otherwise (typically every agent still in its first room): not reproduced at this scale.
+Verdict rule (stated in the notebook before the results; :func:`verdict_rows`): two rows per game, each "RECODE
+beats every rival run" (no bonus, RND, and EMM and NGU where they ran) on a per-seed score by the shared seed-paired
+95% t-interval (:func:`replicate.verdicts.comparison_row`): the distinct rooms visited by the end of the budget, and
+the score (each seed's best return of an ended episode when every method ended at least one episode in every seed,
+otherwise the return of the running episodes at the end of the budget). All rivals beaten: reproduced; some:
+partly; none: not reproduced at this scale; one seed (no interval) or a failed positive control: inconclusive.
+The positive control (:func:`separable_control`): the score differs between at least two runs of the game (any
+method, any seed); when every run ends with the same value the set-up cannot separate the arms.
 """
 
 from __future__ import annotations
@@ -111,57 +112,62 @@ def summary_rows(results: Results, games: Sequence[str], methods: Sequence[str],
     return rows
 
 
-def ahead(recode: Sequence[float], rival: Sequence[float], level: float = 0.95) -> bool:
-    """Is RECODE ahead of a rival (values per seed, paired by seed; larger is better)? One seed: strictly larger.
-    Several: the ``level`` Student-t interval of the mean paired difference lies above 0
-    (:func:`replicate.verdicts.mean_ci`)."""
-    d = np.asarray(recode, np.float64) - np.asarray(rival, np.float64)
-    if d.ndim != 1 or d.size < 1:
-        raise ValueError(f"ahead needs equal-length, non-empty per-seed values; got {len(recode)} and {len(rival)}")
-    if d.size == 1:
-        return bool(d[0] > 0)
-    _, lo, _ = verdicts.mean_ci(d, level)
-    return bool(lo > 0)
+def separable_control(per_seed: Mapping[str, Sequence[float]], metric: str) -> dict:
+    """Positive control of a game's row: the per-seed ``metric`` (``{method: values}``) differs between at least two
+    runs (any method, any seed). If every run ends with the same value (e.g. every agent still in its first room)
+    no comparison of the methods can show anything: the row is inconclusive. ``value``: the spread (max - min) over
+    every run; ``threshold``: 0 (the spread must exceed it)."""
+    x = np.concatenate([np.asarray(v, np.float64).ravel() for v in per_seed.values()]) if per_seed else np.array([])
+    if x.size < 1 or not np.all(np.isfinite(x)):
+        raise ValueError(f"separable_control needs finite per-seed values of at least one run; got {dict(per_seed)}")
+    spread = float(np.ptp(x))
+    return verdicts.control(f"not every run ends with the same {metric} (the set-up can separate the methods)",
+                            spread > 0, spread, 0.0)
 
 
-def recode_label(values: Mapping[str, Sequence[float]]) -> str:
-    """The verdict of "RECODE is ahead of every rival run" (:data:`RIVALS` present in ``{method: per-seed
-    values}``; :func:`ahead`)."""
-    rivals = [m for m in RIVALS if m in values]
-    return verdicts.from_wins(sum(ahead(values["recode"], values[m]) for m in rivals), len(rivals))
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return verdicts.fmt_ci(*verdicts.mean_ci(values), digits=1)
+def flat_note(curves: Sequence[np.ndarray], what: str) -> str | None:
+    """A note for a figure panel whose curves are all one constant (every method, seed and update), else None:
+    such a panel shows nothing, and says so."""
+    x = np.concatenate([np.asarray(c, np.float64).ravel() for c in curves]) if len(curves) else np.array([])
+    x = x[np.isfinite(x)]
+    if x.size == 0 or np.ptp(x) > 0:
+        return None
+    return (f"every run (all methods, all seeds): {what} = {x[0]:g} throughout;\n"
+            "this budget cannot tell the methods apart")
 
 
 def verdict_rows(
     rooms: Mapping, score_kind: Mapping, score: Mapping, methods: Sequence[str], budget: str
 ) -> list[dict]:
-    """Two rows per game (rooms, score) with the paper's statement beside ours (per-seed values from
-    :func:`rooms_at_end` / :func:`score_at_end`, shown as mean [95% CI]); ``budget`` describes our runs."""
+    """Two rows per game (rooms, score): RECODE against every rival run (:data:`RIVALS` among ``methods``) on the
+    per-seed values of :func:`rooms_at_end` / :func:`score_at_end`, by :func:`replicate.verdicts.comparison_row`
+    with :func:`separable_control`; ``budget`` describes our runs."""
+    if "recode" not in methods:
+        raise ValueError(f"methods must include 'recode' (the arm judged); got {list(methods)}")
+    rivals = [m for m in RIVALS if m in methods]
+    if not rivals:
+        raise ValueError(f"methods must include at least one rival of RECODE from {RIVALS}; got {list(methods)}")
     rows = []
     for g in rooms:
         figure = f"figures/{FIGURES.get(g, g)}.png"
         name = NAMES.get(g, g)
-        rivals = " and ".join(LABELS.get(m, m) for m in RIVALS if m in rooms[g] and m != "none")
-        rows.append(
-            verdicts.row(
-                f"RECODE explores {name} further than {rivals} (more rooms)",
-                "RECODE/MEME agents: state of the art on hard-exploration Atari (Fig. 6, unverified: located by "
-                "secondary summaries), >= 1e9 frames",
-                f"{budget}; rooms: " + ", ".join(f"{LABELS.get(m, m)} {_fmt(rooms[g][m])}" for m in methods),
-                recode_label(rooms[g]),
-                figure,
-            )
-        )
-        rows.append(
-            verdicts.row(
-                f"RECODE scores higher than {rivals} on {name}",
-                "hard-exploration Atari scores (Fig. 6, unverified: secondary summaries), >= 1e9 frames",
-                f"{budget}; {score_kind[g]}: " + ", ".join(f"{LABELS.get(m, m)} {_fmt(score[g][m])}" for m in methods),
-                recode_label(score[g]),
-                figure,
-            )
-        )
+        named = " and ".join(LABELS.get(m, m) for m in rivals)
+        for claim, paper, metric, values in [
+            (f"RECODE explores {name} further than {named} (more rooms)",
+             "RECODE/MEME agents: state of the art on hard-exploration Atari (Fig. 6, unverified: located by "
+             "secondary summaries), >= 1e9 frames",
+             "number of distinct rooms at the end of the budget", rooms[g]),
+            (f"RECODE scores higher than {named} on {name}",
+             "hard-exploration Atari scores (Fig. 6, unverified: secondary summaries), >= 1e9 frames",
+             score_kind[g], score[g]),
+        ]:
+            arms = {LABELS.get(m, m): values[m] for m in methods}
+            control = separable_control({m: values[m] for m in methods}, metric)
+            rule = (f"RECODE beats a rival when the seed-paired 95% t-interval of the {metric} difference lies "
+                    "above 0; all rivals: reproduced, some: partly, none: not reproduced; < 2 seeds or a failed "
+                    f"control (the {metric} is the same in every run, so the set-up cannot separate the methods): "
+                    "inconclusive")
+            rows.append(verdicts.comparison_row(
+                claim, paper, figure, arms, LABELS["recode"], [LABELS.get(m, m) for m in rivals], metric=metric,
+                controls=[control], rule=rule, digits=1, ours_prefix=f"{budget}; "))
     return rows
