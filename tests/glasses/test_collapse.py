@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib import pyplot  # noqa: E402
 
-from replicate import resumable, verdicts  # noqa: E402
+from replicate import resumable  # noqa: E402
 from replicate.glasses import collapse  # noqa: E402
 
 
@@ -90,10 +90,25 @@ def test_gemma_pair_sweep_and_summaries_with_a_fake_model():
     assert "bf16 mean diff" not in collapse.precision_table(df[df.dtype == "float32"])
     fig, ax = pyplot.subplots()
     collapse.plot_length_curves(ax, df, "count_ones", [1, 4, 16], "t", {1: 0.9, 16: 0.1})
-    lines = [ln for ln in ax.get_lines() if ln.get_label().startswith("Gemma")]
-    assert len(lines) == 2  # one per dtype
-    np.testing.assert_allclose(lines[0].get_ydata(), collapse.length_curve(df, "count_ones", "float32")["mean"])
+    by_label = {ln.get_label(): ln for ln in ax.get_lines()}
+    f32 = by_label["Gemma 3 270M, float32: mean over channels"]
+    np.testing.assert_allclose(f32.get_ydata(), collapse.length_curve(df, "count_ones", "float32")["mean"])
+    bf16 = by_label["Gemma 3 270M, bfloat16: mean over channels"]
+    np.testing.assert_allclose(bf16.get_ydata(), collapse.length_curve(df, "count_ones", "bfloat16")["mean"])
+    floor = by_label["bf16 rounding error of y (mean |y_bf16 - y_fp32|)"]
+    np.testing.assert_allclose(floor.get_ydata(), prec[prec.kind == "count_ones"]["bf16 rounding |y_bf16 - y_fp32|"])
+    assert len(ax.collections) == 2  # one band (float32) and its legend patch: no bfloat16 band
+    lo, hi = ax.get_ylim()  # nothing drawn is clipped by the log axis
+    drawn = np.concatenate([np.asarray(ln.get_ydata(), float) for ln in ax.get_lines()])
+    assert lo <= drawn[drawn > 0].min() and hi >= drawn.max()
     pyplot.close(fig)
+    fig, axes = pyplot.subplots(1, 2, layout="constrained")
+    collapse.plot_precision(fig, axes, prec, {"count_ones": "(a)", "count_digits": "(b)"})
+    assert axes[0].get_xscale() == "log" and len(fig.legends) == 1  # no symlog (no negative lengths), one legend
+    assert len(fig.legends[0].get_texts()) == 2 + 3  # constructions, then the three line styles
+    pyplot.close(fig)
+    with pytest.raises(ValueError, match="bfloat16"):
+        collapse.plot_precision(fig, axes, collapse.precision_table(df[df.dtype == "float32"]), {"count_ones": "(a)"})
 
 
 def test_holds_from_n():
@@ -104,22 +119,6 @@ def test_holds_from_n():
     assert collapse.holds_from_n(t.iloc[::-1], "a", "ok") == 16  # order of rows does not matter
     assert collapse.holds_from_n(t, "b", "ok") is None  # fails at the largest n
     assert collapse.holds_from_n(t, "a", "missing") is None
-
-
-def test_shrink_rule():
-    curve = pd.DataFrame({"mean": [1.2, 0.3, 0.002]}, index=[1, 101, 2001])
-    assert collapse.shrink_ratio(curve) == pytest.approx(600)
-    assert collapse.shrink_summary(curve, [1, 101, 2001]) == "mean |Δ| 1.2 (n=1) → 0.002 (n=2001): shrinks ×600"
-    paper = {1: 0.95, 101: 0.025, 2001: 0.005}
-    assert collapse.paper_shrink_ratio(paper, [1, 51, 2001]) == pytest.approx(190)
-    assert collapse.paper_shrink_ratio(paper, [1, 51]) is None
-    assert collapse.shrink_verdict(6, 190) == verdicts.REPRODUCED
-    assert collapse.shrink_verdict(2, 190) == verdicts.PARTLY
-    assert collapse.shrink_verdict(1.2, None) == verdicts.NOT_REPRODUCED
-    grows = 0.48 / 1.46  # the comma panel: the paper's difference grows
-    assert collapse.shrink_verdict(0.5, grows) == verdicts.REPRODUCED
-    assert collapse.shrink_verdict(55, grows, stays_separated=True) == verdicts.PARTLY
-    assert collapse.shrink_verdict(55, grows) == verdicts.NOT_REPRODUCED
 
 
 @pytest.mark.lm

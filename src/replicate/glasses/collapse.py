@@ -11,8 +11,9 @@ difference against n. This module holds the measures and the summaries the noteb
   resumable unit of work per dtype and construction), :func:`length_curve` (the plotted
   line and band per length), :func:`plot_length_curves`, :func:`precision_table` (can bf16 resolve
   the pair?) and :func:`holds_from_n`;
-* :func:`shrink_ratio`, :func:`paper_shrink_ratio`, :func:`shrink_verdict`: notebook 21's verdict
-  rule (how much the difference shrinks from the shortest to the longest length).
+* :func:`plot_precision`: the bf16 precision figure of notebook 21.
+
+Notebook 21's verdict rules are :mod:`replicate.glasses.curves`' rules against the paper's plots.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from replicate import plotting, resumable, rng, verdicts
+from replicate import plotting, resumable, rng
 from replicate.glasses import tasks
 
 # ----------------------------------------------------------------------------- difference measures
@@ -206,37 +207,78 @@ def length_curve(df: pd.DataFrame, kind: str, dtype: str) -> pd.DataFrame:
 def plot_length_curves(
     ax, df: pd.DataFrame, kind: str, lengths: Sequence[int], title: str, paper: Mapping[int, float] | None = None
 ) -> None:
-    """Fig. 5/12 panel: the mean channel difference with its min-max band per dtype present in ``df``
-    (float32 solid, bfloat16 dashed), the paper's values read off its plot, and the bf16 line."""
+    """Fig. 5/12 panel on categorical length ticks (as the paper's): float32's mean channel difference with its
+    min-max band over channels; bfloat16's mean as a dashed line (no band: its min is often an exact 0, which a log
+    axis cannot show) and, dotted, bf16's own rounding error of y (below it bf16 cannot resolve the pair); the
+    paper's values read off its plot; the 2⁻⁷ line. A float32 channel minimum of exactly 0 leaves a gap in the band
+    rather than being clipped. The y-range covers everything drawn. Put one legend on the figure
+    (``fig.legend(*ax.get_legend_handles_labels(), ...)``)."""
     x = np.arange(len(lengths))
     present = set(df.dtype)
-    for dtype, style in [("float32", "o-"), ("bfloat16", "s--")]:
-        if dtype not in present:
-            continue
-        c = length_curve(df, kind, dtype).loc[lengths]
-        plotting.band(
-            ax,
-            x,
-            c["mean"],
-            np.maximum(c["min"], 1e-5),
-            c["max"],
-            label=f"Gemma 3 270M, {dtype} (mean; min-max band)",
-            linestyle=style[1:],
-            marker=style[0],
-            alpha=0.15,
-        )
+    drawn = []
+    if "float32" in present:
+        c = length_curve(df, kind, "float32").loc[lengths]
+        low = np.where(c["min"] > 0, c["min"], np.nan)
+        plotting.band(ax, x, c["mean"], low, c["max"], label="Gemma 3 270M, float32: mean over channels",
+                      marker="o", color="C0", alpha=0.18)
+        ax.fill_between([], [], [], color="C0", alpha=0.18, linewidth=0, label="float32: min-max over channels")
+        drawn += [c["mean"], low, c["max"]]
+    if "bfloat16" in present:
+        c = length_curve(df, kind, "bfloat16").loc[lengths]
+        ax.plot(x, c["mean"], "s--", color="C1", label="Gemma 3 270M, bfloat16: mean over channels")
+        drawn.append(c["mean"])
+        if "float32" in present:
+            prec = precision_table(df[df.kind == kind]).set_index("n").loc[lengths]
+            floor = prec["bf16 rounding |y_bf16 - y_fp32|"]
+            ax.plot(x, floor, ":", color="C1", linewidth=1.5, label="bf16 rounding error of y (mean |y_bf16 - y_fp32|)")
+            drawn.append(floor)
     if paper:
         xs = [i for i, n in enumerate(lengths) if n in paper]
-        ax.plot(xs, [paper[lengths[i]] for i in xs], "k^:", label="paper, Gemma 7B (mean, read off the plot)")
-    plotting.bf16_line(ax)
+        ys = [paper[lengths[i]] for i in xs]
+        ax.plot(xs, ys, "k^:", label="paper, Gemma 7B: mean (read off its plot)")
+        drawn.append(ys)
+    plotting.bf16_line(ax, label=r"bf16 precision line the paper draws ($2^{-7}$)")
+    values = np.concatenate([np.asarray(v, np.float64).ravel() for v in drawn] + [[plotting.BF16_EPS]])
+    values = values[np.isfinite(values) & (values > 0)]
     ax.set(
         yscale="log",
+        ylim=(values.min() / 2, values.max() * 2),
         xticks=x,
         xticklabels=[str(n) for n in lengths],
-        xlabel="sequence length n",
-        ylabel=r"$|y_n - y^*_{n+1}|$ over channels",
+        xlabel="sequence length n (ones or digits)",
+        ylabel="|y_n - y*_(n+1)| per channel",
         title=title,
     )
+
+
+def plot_precision(fig, axes, prec: pd.DataFrame, labels: Mapping[str, str]) -> None:
+    """The precision figure (two panels): per construction (one colour each, names from ``labels``), the float32
+    mean difference (solid) against bf16's rounding error of y (dotted) on a log length axis, and the share of
+    bit-identical channels of the two bf16 representations. One legend below the panels: colours for the
+    constructions, line styles for the two quantities."""
+    from matplotlib.lines import Line2D
+
+    if "bf16 rounding |y_bf16 - y_fp32|" not in prec:
+        raise ValueError("plot_precision needs a precision_table with bfloat16 rows (DTYPES must include bfloat16)")
+    handles = []
+    for i, (kind, label) in enumerate(labels.items()):
+        sub = prec[prec.kind == kind]
+        color = f"C{i}"
+        axes[0].plot(sub["n"], sub["fp32 mean diff"], "o-", color=color)
+        axes[0].plot(sub["n"], sub["bf16 rounding |y_bf16 - y_fp32|"], "x:", color=color)
+        axes[1].plot(sub["n"], sub["bf16 identical channels"], "o-", color=color)
+        handles.append(Line2D([], [], color=color, marker="o", label=label))
+    plotting.bf16_line(axes[0], label=None)
+    axes[0].set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="mean over channels of |Δy|",
+                title="float32 difference vs bf16 rounding error")
+    axes[1].set(xscale="log", ylim=(0, 1), xlabel="sequence length n", ylabel="share of channels",
+                title="bf16: channels identical in both sequences")
+    handles += [
+        Line2D([], [], color="0.3", linestyle="-", label="float32 difference (mean over channels)"),
+        Line2D([], [], color="0.3", linestyle=":", marker="x", label="bf16 rounding error of y (mean over channels)"),
+        Line2D([], [], color="0.3", linestyle="--", label=r"bf16 precision line the paper draws ($2^{-7}$)"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8)
 
 
 def precision_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -285,35 +327,3 @@ def holds_from_n(table: pd.DataFrame, kind: str, column: str) -> int | None:
     while j > 0 and ok[j - 1]:
         j -= 1
     return int(sub["n"].iloc[j])
-
-
-# ----------------------------------------------------------------------------- notebook 21's verdict rule
-
-
-def shrink_ratio(curve: pd.DataFrame) -> float:
-    """Mean difference at the shortest length divided by that at the longest (a :func:`length_curve`)."""
-    return float(curve["mean"].iloc[0] / curve["mean"].iloc[-1])
-
-
-def paper_shrink_ratio(paper: Mapping[int, float], lengths: Sequence[int]) -> float | None:
-    """The same ratio for the paper's values at the swept lengths it reports (None if fewer than two)."""
-    ns = [n for n in lengths if n in paper]
-    return paper[ns[0]] / paper[ns[-1]] if len(ns) > 1 else None
-
-
-def shrink_verdict(ratio: float, paper_ratio: float | None, *, stays_separated: bool = False) -> str:
-    """Label of a Fig. 5/12 panel from how much the difference shrinks (``ratio`` = first / last).
-
-    Where the paper's difference grows (``paper_ratio < 1``, the comma panel): reproduced if ours grows
-    too; partly if it shrinks but ``stays_separated`` (ours stays above the plain-ones panel); else not.
-    Otherwise (the paper's collapses): reproduced if ours shrinks more than ×5, partly above ×1.5, else not.
-    """
-    if paper_ratio is not None and paper_ratio < 1:
-        return verdicts.REPRODUCED if ratio < 1 else (verdicts.PARTLY if stays_separated else verdicts.NOT_REPRODUCED)
-    return verdicts.REPRODUCED if ratio > 5 else (verdicts.PARTLY if ratio > 1.5 else verdicts.NOT_REPRODUCED)
-
-
-def shrink_summary(curve: pd.DataFrame, lengths: Sequence[int]) -> str:
-    """``"mean |Δ| a (n=first) → b (n=last): shrinks ×r"`` for a :func:`length_curve`."""
-    first, last = curve["mean"].iloc[0], curve["mean"].iloc[-1]
-    return f"mean |Δ| {first:.3g} (n={lengths[0]}) → {last:.3g} (n={lengths[-1]}): shrinks ×{shrink_ratio(curve):.3g}"
