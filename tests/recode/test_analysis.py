@@ -1,13 +1,12 @@
 """Notebooks 11-12's analysis helpers against hand-computed values and plain NumPy loops."""
 
-import math
-
 import jax
 import numpy as np
 import pandas as pd
 import pytest
 
 from replicate import verdicts
+from replicate.params import ParameterError
 from replicate.recode import analysis, representations
 from replicate.rl import exploration
 
@@ -15,6 +14,15 @@ R, P, N = verdicts.REPRODUCED, verdicts.PARTLY, verdicts.NOT_REPRODUCED
 
 
 # ----------------------------------------------------------------------------- notebooks 11-12
+
+
+def test_success_auc_is_the_mean_success_over_all_updates_with_empty_updates_as_zero():
+    sr = np.array([[0.0, 0.5, 1.0, 1.0], [np.nan, 0.0, np.nan, 1.0]])
+    np.testing.assert_allclose(analysis.success_auc(sr), [2.5 / 4, 1.0 / 4])
+    loop = [sum(0.0 if np.isnan(v) else v for v in row) / len(row) for row in sr]
+    np.testing.assert_allclose(analysis.success_auc(sr), loop)
+    with pytest.raises(ValueError):
+        analysis.success_auc(np.zeros(3))
 
 
 def test_tail_length_rounds_to_the_nearest_update():
@@ -29,73 +37,133 @@ def test_final_success_rate_ignores_nan_updates():
     # last 2 updates: seed 0 -> mean(1.0, 0.5) = 0.75, seed 1 none ended -> ignored
     assert analysis.final_success_rate(sr) == pytest.approx(0.75)
     assert analysis.final_success_rate(np.full((2, 4), np.nan)) == 0.0
-    sr8 = np.array([[0.0] * 6 + [1.0, 0.0]])  # 8 updates: the tail is the last 2
-    assert analysis.final_success_rate(sr8) == pytest.approx(0.5)
 
 
-def _minigrid_run():
-    never = exploration.NEVER
-    steps = np.tile(np.arange(1, 6) * 100, (3, 1))
-    first_curve = np.array([[never, never, 4, 4, 4],       # seed 0: first success in update 3 -> 300 steps
-                            [never, never, never, never, never],
-                            [1, 1, 1, 1, 1]])              # seed 2: update 1 -> 100 steps
-    return {"steps": steps, "env_steps": 500, "first_success_curve": first_curve,
-            "success_rate": np.array([[0, 0, 1, 1, 0.5], [0, 0, 0, 0, np.nan], [1, 1, 1, 1, 1.0]]),
-            "distinct": np.array([[1, 2, 3, 4, 5], [1, 1, 2, 2, 2], [3, 3, 3, 3, 8]])}
+def test_nan_trailing_mean_skips_updates_without_an_ended_episode():
+    x = np.array([[1.0, np.nan, 3.0, np.nan, np.nan, 0.0]])
+    y, sl = analysis.nan_trailing_mean(x, 2)
+    assert sl == slice(1, None)
+    np.testing.assert_allclose(y[0], [1.0, 3.0, 3.0, np.nan, 0.0])
+    loop = [np.nanmean(x[0, j:j + 2]) if np.isfinite(x[0, j:j + 2]).any() else np.nan for j in range(5)]
+    np.testing.assert_allclose(y[0], loop)
+    two = np.vstack([x, [[np.nan, 5.0, 1.0, np.nan, 2.0, np.nan]]])
+    pooled, _ = analysis.nan_trailing_mean(two, 2, pool=True)
+    np.testing.assert_allclose(pooled, [3.0, 3.0, 2.0, 2.0, 1.0])  # finite values of both seeds in each window
 
 
-def test_exploration_summary_of_a_minigrid_run():
-    s = analysis.exploration_summary(_minigrid_run())
-    y = np.array([300.0, 500.0, 100.0])  # the unsolved seed counts at the budget
-    assert s["median"] == 300.0 and s["q25"] == np.percentile(y, 25) and s["q75"] == np.percentile(y, 75)
-    assert s["solved"] == pytest.approx(2 / 3) and s["censored"] is False
-    assert s["final_success"] == pytest.approx((0.5 + 1.0) / 2)  # tail of 1 update; seed 1 ended no episode
-    assert s["cells"] == pytest.approx(5.0)
+def test_first_treasure_episodes_censor_at_the_budget_and_size_matrix_stacks_sizes():
+    run = {"first_success": np.array([12, exploration.NEVER, 3]), "budget": 400}
+    np.testing.assert_array_equal(analysis.first_treasure_episodes(run), [12.0, 400.0, 3.0])
+    scores = {(6, "a"): [1, 2], (9, "a"): [3, 4], (6, "b"): [0, 0], (9, "b"): [0, 0]}
+    np.testing.assert_array_equal(analysis.size_matrix(scores, [6, 9], "a"), [[1, 3], [2, 4]])
 
 
-def _s(solved, median, final=0.0, censored=False):
-    return {"solved": solved, "median": median, "final_success": final, "censored": censored}
+def test_controls_record_the_paired_interval():
+    a, b = [0.5, 0.6, 0.7, 0.55], [0.1, 0.1, 0.2, 0.15]
+    c = analysis.beats_control("oracle beats none", a, b)
+    _, lo, _ = verdicts.paired_interval(a, b)
+    assert c == {"name": "oracle beats none", "passed": True, "value": pytest.approx(lo), "threshold": 0.0}
+    assert not analysis.beats_control("tie", a, a)["passed"]
+    assert analysis.beats_control("one seed", [1.0], [0.0])["value"] is None  # no interval: NaN stored as null
+    arms = {"none": b, "x": b, "y": a}
+    some = analysis.some_beat_control("some bonus beats none", arms, "none")
+    assert some["passed"] and some["value"] == pytest.approx(lo)
+    assert not analysis.some_beat_control("s", {"none": b, "x": b}, "none")["passed"]
+    with pytest.raises(ValueError):
+        analysis.some_beat_control("s", {"none": b}, "none")
+    f = analysis.fraction_control("solved", [True] * 9 + [False], 0.9)
+    assert f["passed"] and f["value"] == pytest.approx(0.9)
+    assert not analysis.fraction_control("solved", [True] * 8 + [False] * 2, 0.9)["passed"]
 
 
-def test_explores_better_verdicts():
-    summ = {"recode": _s(1.0, 10), "rnd": _s(1.0, 20), "ngu": _s(1.0, 5), "none": _s(0.5, 15)}
-    assert analysis.beaten_rivals(summ, "recode", ["rnd", "ngu", "none"]) == ["rnd", "none"]
-    assert analysis.rivals_verdict(2, 2) == R and analysis.rivals_verdict(1, 2) == P
-    assert analysis.rivals_verdict(0, 2) == N and analysis.rivals_verdict(0, 0) == N
-    assert analysis.tasks_verdict({"a": ["rnd", "ngu"], "b": ["ngu", "rnd"]}, 2) == R
-    assert analysis.tasks_verdict({"a": ["rnd", "ngu"], "b": []}, 2) == P
-    assert analysis.tasks_verdict({"a": [], "b": []}, 2) == N
-    assert analysis.tasks_verdict({}, 2) == N
-    cens = _s(0.0, 100, 0.2, True)
-    assert analysis.better_or_tie_verdict(_s(0.0, 100, 0.3, True), cens) == R  # both censored: final success
-    assert analysis.better_or_tie_verdict(dict(cens), cens) == P
-    assert analysis.better_or_tie_verdict(_s(0.0, 100, 0.1, True), cens) == N
+@pytest.mark.parametrize("case", ["reproduced", "partly", "not", "inconclusive"])
+def test_exploration_row_reaches_every_outcome(case):
+    base = np.array([0.1, 0.2, 0.15, 0.12, 0.18])
+    better = base + 0.3
+    rivals = {"reproduced": (base, base + 0.01), "partly": (base, better + 0.05), "not": (better + 0.1, better + 0.05),
+              "inconclusive": (base, base)}[case]
+    arms = {"RECODE": better, "RND": rivals[0], "NGU": rivals[1], "none": base}
+    control = analysis.beats_control("oracle beats none", better if case != "inconclusive" else base, base)
+    r = analysis.exploration_row("claim", verdicts.NO_PAPER_RESULT, "figures/x.png", arms, "RECODE",
+                                 ["RND", "NGU"], [control])
+    expect = {"reproduced": R, "partly": P, "not": N, "inconclusive": verdicts.INCONCLUSIVE}[case]
+    assert r["verdict"] == expect and verdicts.recompute(r) == expect
+    assert r["evidence"]["metric"] == analysis.SCORE and "success curve" in r["rule"]
 
 
-def test_deepsea_sweep_rules():
-    summ = {(4, "none"): _s(1.0, 12), (4, "recode"): _s(1.0, 6),
-            (6, "none"): _s(0.0, 200), (6, "recode"): _s(0.5, 40),
-            (8, "none"): _s(0.0, 200), (8, "recode"): _s(0.0, 200)}
-    assert analysis.reference_size(summ, [4, 6, 8], ["none", "recode"]) == 6
-    assert analysis.reference_size({(4, "none"): _s(0.0, 9)}, [4], ["none"]) == 4
-    sizes = np.array([3, 5, 9])
-    assert analysis.log2_slope(sizes, 2.0 ** (0.5 * sizes + 1)) == pytest.approx(0.5)
-    assert math.isnan(analysis.log2_slope([6], [10.0]))
-    assert analysis.dithering_verdict(16, 6) == R and analysis.dithering_verdict(15.9, 6) == N
-    assert analysis.scaling_verdict(0.4, 1.0, 1.0) == R
-    assert analysis.scaling_verdict(0.4, 1.0, 0.5) == P
-    assert analysis.scaling_verdict(1.0, 1.0, 1.0) == N
-    assert analysis.scaling_verdict(float("nan"), float("nan"), 1.0) == N
+def test_check_candidates_validates_names_fields_and_values():
+    good = [{"name": "a", "learning_rate": 1e-3, "ent_coef": 0.001}, {"name": "b", "learning_rate": 2.5e-4,
+                                                                       "ent_coef": 0.01}]
+    assert analysis.check_candidates(good) == good
+    assert analysis.overrides(good[1]) == {"learning_rate": 2.5e-4, "ent_coef": 0.01}
+    bad = [
+        [],
+        [{"learning_rate": 1e-3}],  # no name
+        [{"name": "a", "lr": 1e-3}],  # not a PPOConfig field
+        [{"name": "a", "num_envs": 4}],  # the run's shape is not a candidate's to set
+        [{"name": "a", "ent_coef": 0.01}, {"name": "a", "ent_coef": 0.02}],  # duplicate name
+        [{"name": "a", "ent_coef": 0.01}, {"name": "b", "learning_rate": 1e-3}],  # different fields
+        [{"name": "a", "learning_rate": -1.0}],  # PPOConfig rejects it
+    ]
+    for cands in bad:
+        with pytest.raises(ParameterError):
+            analysis.check_candidates(cands)
 
 
-def test_exploration_order_and_formatting():
-    summ = {"a": _s(0.5, 10), "b": _s(1.0, 30), "c": _s(1.0, 20, 0.1), "d": _s(1.0, 20, 0.4), "e": _s(1.0, 30)}
-    assert analysis.exploration_order(summ) == ["d", "c", "b", "e", "a"]
-    no_final = {"x": {"solved": 1.0, "median": 5}, "y": {"solved": 1.0, "median": 4}}  # DeepSea summaries
-    assert analysis.exploration_order(no_final) == ["y", "x"]
-    assert analysis.fmt_censored_median(_s(0.0, 4096.0, censored=True)) == "4096+"
-    assert analysis.fmt_censored_median(_s(1.0, 511.6)) == "512"
-    assert analysis.thousands_tick(2048.0, 0) == "2.048" and analysis.thousands_tick(0.0) == "0"
+def test_select_setting_accepts_the_first_passing_candidate_and_runs_no_later_one():
+    cands = [{"name": n, "ent_coef": e} for n, e in [("old", 0.001), ("ent", 0.01), ("lr", 0.02), ("ep", 0.03)]]
+    solved = {"old": [1] * 8 + [0] * 2, "ent": [1] * 9 + [0], "lr": [1] * 10, "ep": [1] * 10}
+    calls = []
+
+    def run(c):
+        calls.append(c["name"])
+        return solved[c["name"]]
+
+    out = analysis.select_setting(cands, run, 0.9)
+    assert out["chosen"] == 1 and out["accepted"] and calls == ["old", "ent"]
+    assert [t["solved"] for t in out["tried"]] == [0.8, 0.9] and [t["passed"] for t in out["tried"]] == [False, True]
+    assert out["tried"][0]["seeds"] == 10 and out["minimum"] == 0.9
+
+
+def test_select_setting_without_a_pass_takes_the_best_earliest_and_is_not_accepted():
+    cands = [{"name": n, "ent_coef": e} for n, e in [("a", 0.001), ("b", 0.01), ("c", 0.02)]]
+    solved = {"a": [1, 0, 0, 0], "b": [1, 1, 0, 0], "c": [0, 1, 1, 0]}
+    out = analysis.select_setting(cands, lambda c: solved[c["name"]], 0.9)
+    assert out["chosen"] == 1 and not out["accepted"] and len(out["tried"]) == 3  # b and c tie: the earlier
+    with pytest.raises(ValueError):
+        analysis.select_setting(cands, lambda c: solved[c["name"]], 0.0)
+
+
+def test_front_share_measures_how_much_reward_the_first_updates_take():
+    spike = np.r_[np.full(2, 10.0), np.full(98, 0.01)][None]
+    even = np.ones((1, 100))
+    assert analysis.front_share(spike)[0] == pytest.approx(20 / (20 + 0.98))
+    assert analysis.front_share(even)[0] == pytest.approx(0.02)
+    assert analysis.front_share(even, first_frac=0.1)[0] == pytest.approx(0.1)
+    assert np.isnan(analysis.front_share(np.zeros((1, 10)))[0])
+    with pytest.raises(ValueError):
+        analysis.front_share(even, first_frac=1.5)
+
+
+def test_curves_round_trip_and_live_under_data(tmp_path, monkeypatch):
+    from replicate import outputs
+
+    monkeypatch.setenv(outputs.DATA_ENV, str(tmp_path))
+    assert analysis.curves_path("11_x", "smoke") == tmp_path / "recode" / "smoke" / "11_x.npz"
+    assert analysis.curves_path("11_x", "cpu") == tmp_path / "recode" / "curves" / "11_x.npz"
+    run = {k: np.arange(6, dtype=np.float64).reshape(2, 3) / 6 for k in analysis.CURVES}
+    run["casm_loss"] = np.ones((2, 3))
+    curves = analysis.run_curves(run)
+    assert set(curves) == set(analysis.CURVES) | {"casm_loss", "score"}
+    assert all(v.dtype == np.float32 for v in curves.values())
+    np.testing.assert_allclose(curves["score"], analysis.success_auc(run["success_rate"]), rtol=1e-6)
+    path = analysis.save_curves(analysis.curves_path("11_x", "cpu"), {"deepsea-6-none": curves, "b": {"x": [1, 2]}})
+    back = analysis.load_curves(path)
+    assert set(back) == {"deepsea-6-none", "b"} and list(back["b"]["x"]) == [1, 2]
+    for k, v in curves.items():
+        np.testing.assert_array_equal(back["deepsea-6-none"][k], v)
+    with pytest.raises(ValueError):
+        analysis.save_curves(tmp_path / "y.npz", {"a::b": {"x": [1]}})
 
 
 # ----------------------------------------------------------------------------- notebook 12
@@ -147,14 +215,13 @@ def test_aggregate_probes_and_final_accuracy():
     assert analysis.final_accuracy(curves) == pytest.approx({"AP": 11.75, "CASM": 1.0})
 
 
-def test_spread_verdict():
-    def agg(ap, casm):
-        return pd.DataFrame({f"x_{k}": [ap[i], casm[i]] for i, k in enumerate(["mean", "min", "max"])},
-                            index=["AP", "CASM"])
-    gap, v = analysis.spread_verdict(agg((0.5, 0.45, 0.55), (0.8, 0.75, 0.85)), "x")
-    assert gap == pytest.approx(0.3) and v == R
-    assert analysis.spread_verdict(agg((0.5, 0.3, 0.7), (0.6, 0.55, 0.65)), "x")[1] == P
-    assert analysis.spread_verdict(agg((0.5, 0.3, 0.7), (0.4, 0.35, 0.45)), "x")[1] == N
+def test_per_seed_reads_one_representation_in_seed_order():
+    res = pd.DataFrame([{"seed": 1, "representation": "AP", "probe": 0.7}, {"seed": 0, "representation": "AP",
+                                                                          "probe": 0.5},
+                        {"seed": 0, "representation": "CASM", "probe": 0.6}])
+    assert analysis.per_seed(res, "AP", "probe") == [0.5, 0.7]
+    with pytest.raises(ValueError):
+        analysis.per_seed(res, "raw", "probe")
 
 
 def test_plateaued_compares_the_last_window_with_the_one_before():

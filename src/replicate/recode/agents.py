@@ -14,6 +14,7 @@ its curves add the success rate and mean return of the episodes that ended in ea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Mapping
 
@@ -29,12 +30,25 @@ LABELS = {"none": "no bonus", "rnd": "RND", "emm": "EMM", "ngu": "NGU", "recode"
           "counts": "true counts (oracle)"}
 
 
-def recode_config(memory_size: int | None, gamma: float | None, update: str | None = None) -> memory.RecodeConfig:
-    """RECODE's memory with the given size, discount and batch update rule (``'sequential'`` or ``'parallel'``,
-    :attr:`~replicate.recode.memory.RecodeConfig.update`; every other constant: our choice, see
-    :class:`~replicate.recode.memory.RecodeConfig`); ``None`` keeps its default."""
-    given = {"memory_size": memory_size, "gamma": gamma, "update": update}
+def recode_config(memory_size: int | None, gamma: float | None, update: str | None = None,
+                  c: float | None = None) -> memory.RecodeConfig:
+    """RECODE's memory with the given size, discount, batch update rule (``'sequential'`` or ``'parallel'``,
+    :attr:`~replicate.recode.memory.RecodeConfig.update`) and reward constant ``c`` of ``r = 1 / (sqrt(N) + c)``
+    (every other constant: our choice, see :class:`~replicate.recode.memory.RecodeConfig`); ``None`` keeps its
+    default."""
+    given = {"memory_size": memory_size, "gamma": gamma, "update": update, "c": c}
     return memory.RecodeConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def run_spanning_gamma(embeddings: int) -> float:
+    """The count discount whose horizon ``1 / (1 - gamma)`` is ``embeddings`` (RECODE discounts once per
+    embedding, :attr:`~replicate.recode.memory.RecodeConfig.discount_per`): ``1 - 1 / embeddings``, so a count
+    made at the start of a run of that many embeddings keeps ``(1 - 1/n)^n ~ e^-1`` of its weight at the end.
+    Our reading of a *lifelong* memory in runs far shorter than the paper's (its ``gamma = 0.999`` spans 1000
+    embeddings: ~80 DeepSea-12 episodes)."""
+    if not isinstance(embeddings, (int, np.integer)) or embeddings < 2:
+        raise ParameterError(f"embeddings={embeddings!r} must be an int >= 2")
+    return 1.0 - 1.0 / float(embeddings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +56,13 @@ class RunSpec:
     """Everything one DeepSea or MiniGrid run needs besides the size/task, the bonus and the seeds.
 
     ``ppo``: :class:`replicate.rl.ppo.PPOConfig` overrides as ``(name, value)`` pairs (a mapping is accepted
-    and stored as pairs, so the spec stays hashable). ``memory_size``, ``recode_gamma``: RECODE's memory;
-    ``memory_update``: its batch update rule (``'sequential'``, Algorithm 1 per embedding; ``'parallel'``, the
-    whole batch at once, for large batches on a GPU). ``None`` takes
-    :class:`~replicate.recode.memory.RecodeConfig`'s default (notebooks pass theirs).
+    and stored as pairs, so the spec stays hashable). ``memory_size``, ``recode_gamma``, ``recode_c``: RECODE's
+    memory (``recode_c``: the reward constant of ``1 / (sqrt(N) + c)``, which is also the largest reward ``1 / c``,
+    given to an embedding with no atom in reach); ``recode_gamma_spans_run``: set the count discount to
+    :func:`run_spanning_gamma` of the run's environment steps (overrides ``recode_gamma``); ``memory_update``: its
+    batch update rule (``'sequential'``, Algorithm 1 per embedding; ``'parallel'``, the whole batch at once, for
+    large batches on a GPU). ``None`` takes :class:`~replicate.recode.memory.RecodeConfig`'s default (notebooks
+    pass theirs).
     """
 
     budget_episodes: int = 1000
@@ -56,6 +73,8 @@ class RunSpec:
     embed_dim: int = 16
     memory_size: int | None = None  # RECODE atoms (None: RecodeConfig's default)
     recode_gamma: float | None = None  # RECODE count discount (None: RecodeConfig's default)
+    recode_c: float | None = None  # RECODE reward constant c (None: RecodeConfig's default)
+    recode_gamma_spans_run: bool = False  # discount horizon = the run's environment steps (run_spanning_gamma)
     memory_update: str | None = None  # RECODE batch update, 'sequential' or 'parallel' (None: RecodeConfig's default)
     map_seed: int = 0
     count_c: float = 1.0  # oracle counts bonus 1/(sqrt(N) + c): c = 1 keeps first visits at reward 1
@@ -67,7 +86,7 @@ class RunSpec:
             object.__setattr__(self, "ppo", tuple(self.ppo.items()))
         if self.embedding not in bonus.EMBEDDINGS:
             raise ParameterError(f"RunSpec: embedding={self.embedding!r}; choose one of {bonus.EMBEDDINGS}")
-        recode_config(self.memory_size, self.recode_gamma, self.memory_update)  # RecodeConfig validates them
+        recode_config(self.memory_size, self.recode_gamma, self.memory_update, self.recode_c)  # RecodeConfig validates
         if self.embedding == "casm" and self.num_steps % self.casm_seq_len:
             raise ParameterError(f"RunSpec: casm_seq_len={self.casm_seq_len} must divide num_steps={self.num_steps}")
 
@@ -78,12 +97,24 @@ class RunSpec:
             embedding=bonus.EmbeddingConfig(
                 self.embedding, dim=self.embed_dim, ap_hidden=(64,), casm_seq_len=self.casm_seq_len
             ),
-            recode=recode_config(self.memory_size, self.recode_gamma, self.memory_update),
+            recode=recode_config(self.memory_size, self.recode_gamma, self.memory_update, self.recode_c),
             episodic=baselines.EpisodicConfig(
                 capacity=max(10, env.max_episode_steps + 1), k=min(10, env.max_episode_steps)
             ),
             count_c=self.count_c,
         )
+
+    def with_ppo(self, overrides: Mapping[str, Any]) -> "RunSpec":
+        """This spec with more :class:`~replicate.rl.ppo.PPOConfig` overrides (``overrides`` win over ``ppo``)."""
+        return dataclasses.replace(self, ppo=tuple({**dict(self.ppo), **dict(overrides)}.items()))
+
+    def for_run(self, total_timesteps: int) -> "RunSpec":
+        """This spec for a run of ``total_timesteps`` environment steps: with ``recode_gamma_spans_run``, RECODE's
+        discount set to :func:`run_spanning_gamma` of the steps (one embedding per step); otherwise unchanged."""
+        if not self.recode_gamma_spans_run:
+            return self
+        return dataclasses.replace(self, recode_gamma=run_spanning_gamma(int(total_timesteps)),
+                                   recode_gamma_spans_run=False)
 
     def ppo_config(self, total_timesteps: int) -> ppo.PPOConfig:
         """PPO for ``total_timesteps`` environment steps rounded up to whole rollouts."""
@@ -111,34 +142,63 @@ def make_bonus(method: str, env, spec: RunSpec):
     return bonus.make_bonus(method, env, spec.num_envs, spec.bonus_config(env))
 
 
+DIAGNOSTICS = ("policy_entropy", "r_int_raw", "r_int_raw_std", "r_int_raw_max", "r_int", "r_int_std", "r_int_max",
+               "int_norm_scale", "int_return_mean", "int_return_std")
+"""Per-update diagnostics of :func:`replicate.rl.ppo.make_train` copied into every run: the acting policy's entropy
+and the raw and normalised intrinsic-reward statistics (:func:`replicate.rl.ppo.intrinsic_stats`)."""
+
+
+def _per_update(m: Mapping[str, np.ndarray]) -> dict:
+    """The per-update curves (S, U) shared by DeepSea and MiniGrid runs: success rate and mean return of the episodes
+    ended in each update (NaN where none ended), and :data:`DIAGNOSTICS` (plus any loss of a learned embedding)."""
+    ended = m["episodes_ended"].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        succ = np.diff(m["successes"], axis=1, prepend=0) / ended
+        ret = m["return_sum"] / ended
+        episode_coverage = m["episode_coverage_sum"] / ended
+    out = {"success_rate": succ, "return": ret, "episode_coverage": episode_coverage,
+           "steps": m["env_steps"], "episodes": m["episodes"]}
+    out.update({k: np.asarray(m[k]) for k in DIAGNOSTICS})
+    out.update({k: np.asarray(m[k]) for k in ("ap_loss", "casm_loss") if k in m})
+    return out
+
+
 def deep_sea_run(size: int, method: str, seeds, spec: RunSpec, *, checkpoint_dir=None, chunk_updates: int = 0) -> dict:
     """Train ``method`` on DeepSea-``size`` for every seed; NumPy curves (S, U) and timings.
 
-    ``checkpoint_dir``: train in chunks of ``chunk_updates`` and checkpoint there, so an interrupted run resumes
-    (:func:`replicate.rl.ppo.train_seeds`; the result is the same)."""
+    Curves: ``episodes`` so far, ``first_success_curve``, ``distinct`` cells visited and ``coverage`` (their share of
+    the :func:`reachable_cells`), ``successes`` so far, ``recode_gamma`` (RECODE's count discount in this run, whatever
+    the method), and per update (:func:`_per_update`) ``success_rate``,
+    ``return`` and the :data:`DIAGNOSTICS`. ``checkpoint_dir``: train in chunks of ``chunk_updates`` and checkpoint
+    there, so an interrupted run resumes (:func:`replicate.rl.ppo.train_seeds`; the result is the same)."""
     env = envs.deep_sea(int(size), map_seed=spec.map_seed)
     cfg = ppo_config(spec, size)
-    agent_bonus = make_bonus(method, env, spec)
+    run_spec = spec.for_run(cfg.total_timesteps)
+    agent_bonus = make_bonus(method, env, run_spec)
     t0 = time.perf_counter()
     _, m = ppo.train_seeds(cfg, env, agent_bonus, rng.seed_keys(list(seeds)), checkpoint_dir=checkpoint_dir,
                            chunk_updates=chunk_updates)
     wall = time.perf_counter() - t0
     fs = m["first_success"][:, -1]
-    return {
+    reach = reachable_cells(int(size))
+    out = _per_update(m)
+    out.pop("episode_coverage")  # DeepSea's layout is fixed: coverage is the share of its reachable cells
+    out.update({
         "size": int(size),
         "method": method,
         "n_states": env.n_states,
-        "episodes": m["episodes"],
         "first_success": fs,
         "first_success_curve": m["first_success"],
         "distinct": m["distinct_states"],
+        "coverage": m["distinct_states"] / reach,
         "successes": m["successes"],
-        "return": m["return_sum"] / np.maximum(m["episodes_ended"], 1),
-        "reachable": reachable_cells(int(size)),
+        "reachable": reach,
+        "recode_gamma": run_spec.bonus_config(env).recode.gamma,
         "budget": int(m["episodes"][0, -1]),
         "env_steps": int(m["env_steps"][0, -1]),
         "wall_s": wall,
-    }
+    })
+    return out
 
 
 def minigrid_run(
@@ -146,38 +206,56 @@ def minigrid_run(
     checkpoint_dir=None, chunk_updates: int = 0,
 ) -> dict:
     """Train ``method`` on the MiniGrid ``task`` for ``total_steps`` environment steps per seed (rounded up
-    to whole rollouts); NumPy curves (S, U): steps, episodes, first success, cells visited, success rate
-    and mean return of the episodes ended in each update (NaN where none ended). ``checkpoint_dir`` and
-    ``chunk_updates``: as in :func:`deep_sea_run` (resumable training)."""
+    to whole rollouts); NumPy curves (S, U): steps, episodes, first success, cells visited over the run
+    (``distinct``: saturates at the union of all layouts), and per update (:func:`_per_update`) the success rate,
+    mean return and ``coverage`` of the episodes that ended in it (NaN where none ended; coverage: the share of its
+    own layout's non-wall cells an episode visited, :class:`replicate.rl.exploration.EpisodeCoverage`) and the
+    :data:`DIAGNOSTICS`. ``checkpoint_dir`` and ``chunk_updates``: as in :func:`deep_sea_run` (resumable)."""
     if not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
         raise ParameterError(f"total_steps={total_steps!r} must be a positive int")
     env = envs.minigrid(task, max_steps=max_steps)
     cfg = spec.ppo_config(total_steps)
-    agent_bonus = make_bonus(method, env, spec)
+    run_spec = spec.for_run(cfg.total_timesteps)
+    agent_bonus = make_bonus(method, env, run_spec)
     t0 = time.perf_counter()
     _, m = ppo.train_seeds(cfg, env, agent_bonus, rng.seed_keys(list(seeds)), checkpoint_dir=checkpoint_dir,
                            chunk_updates=chunk_updates)
     wall = time.perf_counter() - t0
-    ended = m["episodes_ended"].astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        succ = np.diff(m["successes"], axis=1, prepend=0) / ended
-        ret = m["return_sum"] / ended
-    return {
+    out = _per_update(m)
+    out["coverage"] = out.pop("episode_coverage")
+    out.update({
         "task": task,
         "method": method,
         "n_states": env.n_states,
-        "steps": m["env_steps"],
-        "episodes": m["episodes"],
         "first_success": m["first_success"][:, -1],
         "first_success_curve": m["first_success"],
         "distinct": m["distinct_states"],
         "successes": m["successes"],
-        "success_rate": succ,
-        "return": ret,
+        "recode_gamma": run_spec.bonus_config(env).recode.gamma,
         "budget": int(m["episodes"][:, -1].max()),
         "env_steps": int(m["env_steps"][0, -1]),
         "wall_s": wall,
-    }
+    })
+    return out
+
+
+def deep_sea_unit(units, size: int, method: str, seeds, spec: RunSpec) -> dict:
+    """:func:`deep_sea_run` as a resumable unit of ``units`` (:class:`replicate.resumable.Units`): its stored result
+    when an interrupted pipeline run already finished it, else the run (checkpointed while it trains)."""
+    inputs = {"size": int(size), "method": method, "seeds": [int(s) for s in seeds], "spec": spec}
+    name = f"deepsea-{size}-{method}"
+    return units.run(name, inputs, functools.partial(deep_sea_run, int(size), method, inputs["seeds"], spec,
+                                                     checkpoint_dir=units.checkpoint_dir(name, inputs)))
+
+
+def minigrid_unit(units, task: str, method: str, seeds, spec: RunSpec, total_steps: int, name: str = "") -> dict:
+    """:func:`minigrid_run` as a resumable unit of ``units`` (see :func:`deep_sea_unit`); ``name`` defaults to
+    ``minigrid-<task>-<method>``."""
+    inputs = {"task": task, "method": method, "seeds": [int(s) for s in seeds], "spec": spec, "steps": int(total_steps)}
+    name = name or f"minigrid-{task}-{method}"
+    run = functools.partial(minigrid_run, task, method, inputs["seeds"], spec, int(total_steps),
+                            checkpoint_dir=units.checkpoint_dir(name, inputs))
+    return units.run(name, inputs, run)
 
 
 def first_success_steps(run: dict) -> np.ndarray:

@@ -11,7 +11,10 @@ as pure functions that can run inside ``jit``/``lax.scan``:
   so that intrinsic rewards are computed on the state actually reached, not on the reset state;
 * ``state_id(env_state) -> int32``: the true discrete state (for tabular counts and the
   "distinct states visited" metric); ``n_states`` is its range (``None``: not available);
-* ``success``: whether the transition reached the environment's goal (for first-success metrics).
+* ``success``: whether the transition reached the environment's goal (for first-success metrics);
+* ``reachable(env_state) -> int32`` (optional): how many cells of the current episode's layout the agent can
+  stand on, for tasks whose layout changes at every reset (the per-episode coverage of
+  :class:`replicate.rl.exploration.EpisodeCoverage`); ``None`` where the layout is fixed.
 
 DeepSea (Osband et al. 2020, bsuite): an ``N x N`` grid, start top-left, every step moves one
 row down and one column left or right; the reward ``1`` is only at the bottom-right corner,
@@ -62,6 +65,7 @@ class Adapter:
     state_id: Callable[[Any], jax.Array]
     n_states: int | None = None
     max_episode_steps: int | None = None
+    reachable: Callable[[Any], jax.Array] | None = None
 
 
 def gymnax_adapter(
@@ -220,11 +224,12 @@ def minigrid(name: str, *, max_steps: int | None = None, view_size: int = 7) -> 
     xminigrid-baselines simplification). Layouts (key, door, agent; FourRooms' doors and goal) are
     re-drawn at every reset, as in MiniGrid.
     ``state_id``: the agent's cell ``row * W + col`` (``n_states = H * W``; "distinct cells visited").
-    ``success``: the goal was reached (reward > 0).
+    ``success``: the goal was reached (reward > 0). ``reachable``: the cells of the episode's layout that are not
+    walls (floor, key, door, goal: the agent can stand on each once it has picked up the key and opened the door).
     """
     try:
         import xminigrid
-        from xminigrid.core.constants import NUM_COLORS, NUM_TILES
+        from xminigrid.core.constants import NUM_COLORS, NUM_TILES, Tiles
     except ImportError as e:  # pragma: no cover - the rl extra installs it
         raise ParameterError("MiniGrid needs the 'xminigrid' package: pip install -e '.[rl]'") from e
     if name not in xminigrid.registered_environments() or not name.startswith("MiniGrid-"):
@@ -252,6 +257,9 @@ def minigrid(name: str, *, max_steps: int | None = None, view_size: int = 7) -> 
         pos = ts.state.agent.position
         return (pos[0] * width + pos[1]).astype(jnp.int32)
 
+    def reachable(ts):
+        return jnp.sum(ts.state.grid[..., 0] != Tiles.WALL).astype(jnp.int32)
+
     def reset(key):
         ts = env.reset(params, key)
         return encode(ts), ts
@@ -267,5 +275,6 @@ def minigrid(name: str, *, max_steps: int | None = None, view_size: int = 7) -> 
         return StepResult(obs, new_ts, reward, done, next_obs, cell(nxt), reward > 0)
 
     return Adapter(
-        name, obs_dim, int(env.num_actions(params)), reset, step, cell, height * width, int(params.max_steps)
+        name, obs_dim, int(env.num_actions(params)), reset, step, cell, height * width, int(params.max_steps),
+        reachable,
     )

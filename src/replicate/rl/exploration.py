@@ -75,6 +75,39 @@ def tracker_step(
     return tr, stats
 
 
+class EpisodeCoverage(NamedTuple):
+    """Per-episode coverage: the cells each running episode has visited, out of the cells its layout has.
+
+    For tasks whose layout is re-drawn at every reset (MiniGrid), the cells visited over the whole run saturate
+    at the union of all layouts; the share of *its own* layout's cells each episode visits does not."""
+
+    visited: jax.Array  # (E, n_states) bool: cells visited by each running episode (its start cell included)
+    reach: jax.Array  # (E,) float32: cells of each running episode's layout the agent can stand on
+
+
+def episode_coverage_init(n_states: int, ids, reach) -> EpisodeCoverage:
+    """Coverage of episodes starting in cells ``ids`` (E,) of layouts with ``reach`` (E,) cells each."""
+    ids = jnp.asarray(ids, jnp.int32)
+    visited = jax.nn.one_hot(ids, int(n_states), dtype=jnp.bool_)
+    return EpisodeCoverage(visited, jnp.asarray(reach, jnp.float32))
+
+
+def episode_coverage_step(cov: EpisodeCoverage, next_id, done, reset_id, reset_reach):
+    """Record one step of every environment: the cell reached (``next_id``, (E,)), whether the episode ended
+    (``done``), and for an ended one the next episode's start cell and layout size (``reset_id``,
+    ``reset_reach``). Returns ``(cov, coverage_sum)``: the summed coverage ``visited cells / reach`` (at most 1)
+    of the episodes that ended at this step."""
+    done = jnp.asarray(done, bool)
+    n = cov.visited.shape[1]
+    visited = cov.visited | jax.nn.one_hot(jnp.asarray(next_id, jnp.int32), n, dtype=jnp.bool_)
+    frac = jnp.minimum(jnp.sum(visited, axis=1) / jnp.maximum(cov.reach, 1.0), 1.0)
+    coverage_sum = jnp.sum(jnp.where(done, frac, 0.0))
+    fresh = jax.nn.one_hot(jnp.asarray(reset_id, jnp.int32), n, dtype=jnp.bool_)
+    visited = jnp.where(done[:, None], fresh, visited)
+    reach = jnp.where(done, jnp.asarray(reset_reach, jnp.float32), cov.reach)
+    return EpisodeCoverage(visited, reach), coverage_sum
+
+
 # ----------------------------------------------------------------------------------------------
 # NumPy summaries
 

@@ -228,6 +228,31 @@ def normalise_intrinsic(state: IntNormState, r_int, gamma_int: float, mode: str 
     return IntNormState(filt, m), r_int / jnp.sqrt(m.var + 1e-8)
 
 
+def intrinsic_stats(before: IntNormState, after: IntNormState, r_raw, r_int, gamma_int: float) -> dict:
+    """Per-update statistics of the intrinsic rewards of one (T, E) rollout, for diagnosis (logged by
+    :func:`make_init_update`): mean, std and max of the raw (``r_int_raw_*``) and normalised (``r_int_*``)
+    rewards; ``int_norm_scale``, the divisor the normaliser used (sqrt of its running variance after this
+    rollout; 1 with ``int_norm="none"``, whose moments never move); ``int_return_mean``, ``int_return_std``: the
+    moments of this rollout's discounted intrinsic returns ``R_t = gamma_I R_{t-1} + r_t`` (the filter of
+    :func:`normalise_intrinsic`, continued from ``before``). ``int_norm_scale / int_return_std`` far above 1 means
+    the normaliser is held up by rewards of long ago (e.g. a first-step spike)."""
+
+    def body(filt, r):
+        filt = gamma_int * filt + r
+        return filt, filt
+
+    _, rets = jax.lax.scan(body, before.filt, r_raw)
+    return {
+        "r_int_raw_std": jnp.std(r_raw),
+        "r_int_raw_max": jnp.max(r_raw),
+        "r_int_std": jnp.std(r_int),
+        "r_int_max": jnp.max(r_int),
+        "int_norm_scale": jnp.sqrt(after.moments.var + 1e-8),
+        "int_return_mean": jnp.mean(rets),
+        "int_return_std": jnp.std(rets),
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # Training loop
 
@@ -259,6 +284,7 @@ class Runner(NamedTuple):
     tracker: exploration.Tracker
     key: jax.Array
     update: jax.Array
+    coverage: Any = ()  # exploration.EpisodeCoverage when the env has a `reachable` count, else ()
 
 
 def learn(
@@ -335,6 +361,7 @@ def make_init_update(cfg: PPOConfig, env: Adapter, bonus=None):
     int_coef = cfg.int_coef if bonus is not None else 0.0
     int_weight = 1.0 if bonus is not None else 0.0
     track = env.n_states is not None
+    per_episode = track and env.reachable is not None  # per-episode coverage of the episode's own layout
 
     def lr_schedule(count):
         frac = 1.0 - (count // (cfg.num_minibatches * cfg.update_epochs)) / num_updates
@@ -352,6 +379,8 @@ def make_init_update(cfg: PPOConfig, env: Adapter, bonus=None):
         obs, env_state = jax.vmap(env.reset)(jax.random.split(k_env, E))
         bonus_state = bonus.init(k_bonus, env) if bonus is not None else ()
         tracker = exploration.tracker_init(env.n_states, E, jax.vmap(env.state_id)(env_state) if track else None)
+        coverage = (exploration.episode_coverage_init(env.n_states, jax.vmap(env.state_id)(env_state),
+                                                      jax.vmap(env.reachable)(env_state)) if per_episode else ())
         runner = Runner(
             params,
             opt_state,
@@ -363,19 +392,26 @@ def make_init_update(cfg: PPOConfig, env: Adapter, bonus=None):
             tracker,
             key,
             jnp.zeros((), jnp.int32),
+            coverage,
         )
         return runner
 
     def env_step(carry, _):
-        params, env_state, obs, first, tracker, key = carry
+        params, env_state, obs, first, tracker, coverage, key = carry
         key, k_act, k_step = jax.random.split(key, 3)
         logits, v_ext, v_int = net.apply(params, obs)
         action = jax.random.categorical(k_act, logits)
-        logp, _ = categorical_logp_entropy(logits, action)
+        logp, entropy = categorical_logp_entropy(logits, action)
         res = jax.vmap(env.step)(jax.random.split(k_step, E), env_state, action)
         tracker, stats = exploration.tracker_step(
             tracker, res.reward, res.done, res.success, res.next_state_id, track
         )
+        if per_episode:
+            coverage, cov_sum = exploration.episode_coverage_step(
+                coverage, res.next_state_id, res.done, jax.vmap(env.state_id)(res.env_state),
+                jax.vmap(env.reachable)(res.env_state))
+        else:
+            cov_sum = jnp.zeros((), jnp.float32)
         tr = Rollout(
             obs,
             action,
@@ -389,11 +425,13 @@ def make_init_update(cfg: PPOConfig, env: Adapter, bonus=None):
             res.next_state_id,
             res.success,
         )
-        return (params, res.env_state, res.obs, res.done, tracker, key), (tr, stats)
+        return (params, res.env_state, res.obs, res.done, tracker, coverage, key), (tr, stats, entropy, cov_sum)
 
     def update(runner: Runner, _):
-        carry = (runner.params, runner.env_state, runner.obs, runner.first, runner.tracker, runner.key)
-        (params, env_state, obs, first, tracker, key), (traj, stats) = jax.lax.scan(env_step, carry, None, T)
+        carry = (runner.params, runner.env_state, runner.obs, runner.first, runner.tracker, runner.coverage,
+                 runner.key)
+        (params, env_state, obs, first, tracker, coverage, key), (traj, stats, entropy, cov_sum) = jax.lax.scan(
+            env_step, carry, None, T)
         key, k_bonus, k_perm = jax.random.split(key, 3)
         _, last_v_ext, last_v_int = net.apply(params, obs)
 
@@ -426,13 +464,16 @@ def make_init_update(cfg: PPOConfig, env: Adapter, bonus=None):
             "distinct_states": jnp.sum(tracker.visited),
             "return_sum": jnp.sum(stats.return_sum),
             "episodes_ended": jnp.sum(stats.ended),
+            "episode_coverage_sum": jnp.sum(cov_sum),
             "r_int_raw": jnp.mean(r_raw),
             "r_int": jnp.mean(r_int),
+            **intrinsic_stats(runner.int_norm, int_norm, r_raw, r_int, cfg.gamma_int),
+            "policy_entropy": jnp.mean(entropy),
             **{k: jnp.mean(v) for k, v in losses.items()},
             **binfo,
         }
         new = Runner(
-            params, opt_state, env_state, obs, first, bonus_state, int_norm, tracker, key, runner.update + 1
+            params, opt_state, env_state, obs, first, bonus_state, int_norm, tracker, key, runner.update + 1, coverage
         )
         return new, metrics
 
@@ -446,7 +487,9 @@ def make_train(cfg: PPOConfig, env: Adapter, bonus=None):
     ``intrinsic(state, rollout, key) -> (state, r_int, info)`` (e.g. :class:`replicate.recode.bonus.Bonus`).
     ``metrics``: dict of (num_updates,) arrays: ``env_steps``, ``episodes``, ``first_success``,
     ``successes``, ``distinct_states``, ``return_sum``/``episodes_ended`` (of the update),
-    ``r_int_raw``/``r_int`` (means), losses.
+    ``episode_coverage_sum`` (summed per-episode coverage of the episodes ended in the update, when the env has a
+    ``reachable`` count; else 0), ``r_int_raw``/``r_int`` (means) and :func:`intrinsic_stats`,
+    ``policy_entropy`` (mean entropy of the acting policy over the rollout), losses.
     """
     init, update = make_init_update(cfg, env, bonus)
 
