@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from replicate import rng, tolerances
+from replicate import rng, tolerances, verdicts
 from replicate.glasses import sensitivity, theory, transformer
 
 
@@ -145,3 +145,75 @@ def test_model_jacobian_norms_matches_generic(small):
     assert np.all(sensitivity.model_jacobian_norms(model, emb, position=2)[3:] == 0)  # causal
     gains = transformer.attention_branch_gains(model, model.run(embeddings=emb).hidden_states)
     assert gains.shape == (2,) and np.all(gains > 0)
+
+
+# ----------------------------------------------------------------------------- notebook 22's verdict rules
+
+REP, PART, NOT, INC = verdicts.REPRODUCED, verdicts.PARTLY, verdicts.NOT_REPRODUCED, verdicts.INCONCLUSIVE
+
+
+def test_worst_over_depths_pairs_seeds_by_index():
+    vals = {1: [0.5, 3.0], 2: [2.0, 1.5], 4: [1.8, 2.5]}
+    assert sensitivity.worst_over_depths(vals, [2, 4]) == [1.8, 1.5]
+    assert sensitivity.worst_over_depths(vals, [1, 2, 4], higher_is_better=False) == [2.0, 3.0]
+    with pytest.raises(ValueError, match="same number of seeds"):
+        sensitivity.worst_over_depths({1: [1.0], 2: [1.0, 2.0]}, [1, 2])
+    with pytest.raises(ValueError, match="no values for depths"):
+        sensitivity.worst_over_depths(vals, [8])
+
+
+@pytest.mark.parametrize("values, label", [
+    ({2: [2.0, 2.1, 1.9], 4: [2.5, 2.4, 2.6]}, REP),
+    ({2: [1.5, 0.9, 1.2], 4: [2.0, 2.0, 2.0]}, PART),  # mean above 1, interval not
+    ({2: [0.8, 0.9, 0.85], 4: [2.0, 2.0, 2.0]}, NOT),  # fails at one depth
+    ({2: [2.0], 4: [2.0]}, INC),  # one seed: no interval
+])
+def test_position_row_reaches_every_outcome_and_ignores_one_layer(values, label):
+    r = sensitivity.position_row("NoPE", {1: [0.1] * len(values[2]), **values}, "figures/f.png")
+    assert r["verdict"] == label and verdicts.recompute(r) == label
+    assert "NoPE" in r["claim"] and "L=1" not in r["ours"]  # one layer: one path per position, not judged
+
+
+@pytest.mark.parametrize("values, label", [
+    ({1: [0.95, 0.97, 0.96], 16: [0.7, 0.72, 0.68]}, REP),
+    ({1: [0.95, 0.97, 0.96], 16: [0.9, 0.3, 0.6]}, PART),
+    ({1: [0.95, 0.97, 0.96], 16: [-0.4, -0.3, -0.5]}, NOT),  # ALiBi-like: anti-correlated when deep
+    ({1: [0.95], 16: [0.9]}, INC),
+])
+def test_attention_row_reaches_every_outcome(values, label):
+    r = sensitivity.attention_row("ALiBi", values, "figures/f.png")
+    assert r["verdict"] == label and verdicts.recompute(r) == label
+    assert f"{sensitivity.SPEARMAN_MIN:g}" in r["rule"]
+
+
+def test_growth_shares():
+    share, gb = sensitivity.growth_shares({1: [0.01, 0.1], 8: [1.0, 1.0]}, {1: [0.01, 0.01], 8: [100.0, 0.001]})
+    assert share[0] == pytest.approx(0.5) and np.isnan(share[1])  # bound shrinks for seed 1: no share
+    assert gb == pytest.approx([4.0, -1.0])
+    with pytest.raises(ValueError, match="same >= 2 depths"):
+        sensitivity.growth_shares({1: [1.0]}, {1: [1.0]})
+
+
+@pytest.mark.parametrize("measured, bound, label", [
+    ({1: [0.03, 0.02, 0.04], 16: [3e3, 2e3, 4e3]}, {1: [0.02] * 3, 16: [4e4] * 3}, REP),  # most of the bound's growth
+    ({1: [0.03, 0.02, 0.04], 16: [3e3, 1.0, 4e2]}, {1: [0.02] * 3, 16: [4e4] * 3}, PART),
+    ({1: [0.03, 0.02, 0.04], 16: [0.16, 0.15, 0.17]}, {1: [0.02] * 3, 16: [4e4] * 3}, NOT),  # x5 against x1e6
+    ({1: [0.03, 0.02, 0.04], 16: [0.16, 0.15, 0.17]}, {1: [0.02] * 3, 16: [0.01] * 3}, INC),  # bound does not grow
+    ({1: [0.03], 16: [3e3]}, {1: [0.02], 16: [4e4]}, INC),  # one seed
+])
+def test_growth_row_reaches_every_outcome(measured, bound, label):
+    r = sensitivity.growth_row("RoPE", measured, bound, 9.3e13, "figures/f.png")
+    assert r["verdict"] == label and verdicts.recompute(r) == label
+    assert r["controls"][0]["passed"] == (bound[16][0] > bound[1][0])
+
+
+def test_propb8_distance_and_row():
+    lam = theory.uniform_causal_attention(12)
+    assert sensitivity.propb8_distance(lam, 0) == 1.0  # identity row vs e_1
+    assert sensitivity.propb8_distance(lam, 256) < 1e-12
+    assert sensitivity.propb8_distance(lam, 4) > sensitivity.propb8_distance(lam, 8) > 0  # approaches the limit
+    cases = [([1e-9, 2e-9, 1e-9], 1e-12, REP), ([1e-4, 1.5e-3, 2e-4], 1e-12, PART), ([0.1, 0.2, 0.15], 1e-12, NOT),
+             ([1e-9, 1e-9], 0.5, INC), ([1e-9], 1e-12, INC)]
+    for measured, uniform, label in cases:
+        r = sensitivity.propb8_row(measured, uniform, 256, "figures/f.png", what="NoPE, RoPE, ALiBi")
+        assert r["verdict"] == label and verdicts.recompute(r) == label, (measured, uniform)
