@@ -4,7 +4,7 @@
 #                (PYTEST_WORKERS=2 processes; PYTEST_WORKERS=0 runs them in one)
 # Other targets: make env | unit | nbval | lint | readme | deps | site | lock | bench | clean-env
 #   make lint    ruff check (line length 120; CI runs it before the tests)
-#   make readme  regenerate README.md's results table from data/metrics/*.json (metrics["verdicts"])
+#   make readme  regenerate README.md's verdict counts and timings and docs/claims.md from data/metrics/*.json
 #   make deps    regenerate dvc.yaml's code deps from each stage's import closure
 #   make site    static HTML site of the README, docs/ and the executed notebooks in _site/ (offline, no re-execution)
 PYTHON ?= python3.11
@@ -36,7 +36,7 @@ env: $(BIN)/.installed
 
 repro: env
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
-	$(BIN)/python -m replicate.verdicts readme
+	$(BIN)/python -m replicate.readme
 
 NBVAL := --nbval-lax --nbval-sanitize-with .nbval_sanitize.cfg
 
@@ -48,7 +48,7 @@ lint: env
 	$(BIN)/ruff check .
 
 readme: env
-	$(BIN)/python -m replicate.verdicts readme
+	$(BIN)/python -m replicate.readme
 
 deps: env
 	$(BIN)/python -m replicate.dvc_stages

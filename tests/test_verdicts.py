@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from replicate import readme as readme_blocks
 from replicate import verdicts
 from replicate.params import repo_root
 
@@ -84,6 +85,10 @@ def test_readme_table_from_metrics(tmp_path):
     assert out.startswith("intro\n") and out.endswith("outro\n") and "old table" not in out
     with pytest.raises(ValueError, match="markers"):
         verdicts.render_readme("no markers", md)
+    (tmp_path / "00_e.json").write_text(json.dumps({"metrics": {}, "run": {"profile": "cpu", "wall_time_s": 90.0,
+                                                                          "git_dirty": False}}))
+    times = readme_blocks.timings_table(tmp_path, ["00_e", "13_z"])
+    assert "| cpu | 1.5 min | yes |" in times and "**0.0 h** (90 s)" in times
     counts = verdicts.verdict_counts(tmp_path, ["11_x", "12_y", "13_z"])
     assert counts == {"RECODE": {"reproduced": 0, "partly": 1, "not reproduced at this scale": 0, "inconclusive": 0,
                                  verdicts.PENDING: 0}}
@@ -96,13 +101,11 @@ def test_readme_table_from_metrics(tmp_path):
 def test_readme_counts_and_claims_page_are_fresh():
     """The README's verdict counts and docs/claims.md equal what the committed metrics generate (`make readme`)."""
     root = repo_root()
-    metrics_dir, stems = root / "data" / "metrics", verdicts.paper_notebooks(root)
-    stale = verdicts.stale_stages(root)
     readme = (root / "README.md").read_text(encoding="utf-8")
-    assert verdicts.render_readme(readme, verdicts.counts_table(metrics_dir, stems, stale)) == readme, (
-        "README.md is stale: run `make readme`")
+    new_readme, new_claims = readme_blocks.generated(root)
+    assert new_readme == readme, "README.md is stale: run `make readme`"
     claims = (root / verdicts.CLAIMS).read_text(encoding="utf-8")
-    assert verdicts.claims_page(metrics_dir, stems, stale) == claims, "docs/claims.md is stale: run `make readme`"
+    assert new_claims == claims, "docs/claims.md is stale: run `make readme`"
 
 
 def test_committed_rows_agree_with_their_evidence():
