@@ -173,3 +173,28 @@ def test_expert_only_keeps_best_tier_renumbered_and_normalisation():
     assert sub_meta["mix"] == {"random": 0, "medium": 0, "expert": 2}
     with pytest.raises(offline_data.DatasetError, match="no episodes of the best tier"):
         offline_data.expert_only(*make_dataset(episodes=2))
+
+
+def test_top_episodes_keeps_the_best_returns_and_the_normalisation():
+    arrays, meta = make_dataset(episodes=10)
+    meta = {**meta, "mix": {"random": 4, "medium": 3, "expert": 3}}
+    sub, sub_meta = offline_data.top_episodes(arrays, meta, 0.3)
+    offline_data.validate_dataset(sub, sub_meta, where="top_episodes")
+    best = np.sort(arrays["episode_returns"])[::-1][:3]
+    np.testing.assert_allclose(np.sort(sub["episode_returns"])[::-1], best)
+    assert sorted(set(sub["episode_ids"].tolist())) == [0, 1, 2] and len(sub["rewards"]) == 12
+    kept = np.isin(arrays["episode_returns"], best)
+    assert sub_meta["mix"] == {name: int((arrays["episode_quality"][kept] == q).sum())
+                               for q, name in enumerate(meta["quality_names"])}
+    assert (sub_meta["expert_return"], sub_meta["random_return"]) == (3.0, 0.5)
+    assert len(offline_data.top_episodes(arrays, meta, 0.01)[0]["episode_returns"]) == 1  # at least one episode
+    with pytest.raises(offline_data.DatasetError, match="FILTER_TOP"):
+        offline_data.top_episodes(arrays, meta, 0.0)
+
+
+def test_merge_records_each_tasks_return_span():
+    a0, m0 = make_dataset(episodes=4, task_id=0, seed=1)
+    a1, m1 = make_dataset(episodes=3, task_id=1, seed=2, obs_dim=2, act_dim=1)
+    merged = offline_data.merge_tasks([(a0, m0), (a1, m1)])
+    np.testing.assert_allclose(merged["return_span"], [np.ptp(a0["episode_returns"]), np.ptp(a1["episode_returns"])],
+                               rtol=1e-6)

@@ -422,6 +422,10 @@ def test_task_onehot_and_from_merged():
     np.testing.assert_allclose(mean, [1.0, 1.0])
     np.testing.assert_allclose(std, [1.0 + 1e-3, 1e-3])
     assert offline_peers.iql_reward_scale(np.array([10.0, 510.0])) == 2.0
+    per_task = offline_peers.from_merged(merged, reward_scale=np.array([2.0, 10.0]))  # one factor per task id
+    np.testing.assert_allclose(per_task["reward"], [2.0, 20.0, 30.0])
+    with pytest.raises(ParameterError, match="task ids"):
+        offline_peers.from_merged(merged, reward_scale=np.array([1.0, 2.0, 3.0]))
 
 
 def test_update_flops_counts_the_dense_layers():

@@ -66,3 +66,37 @@ def test_isoflop_fits_from_a_sweep_table():
     assert fits["BC"]["chinchilla"]["a_opt"] == pytest.approx(be / (al + be), abs=0.05)
     # A flat loss has the same optimum at every budget: no exponent is fitted.
     assert "a" not in fits["PAC (flat)"]
+
+
+def test_profile_optimum_flags_edges_and_finds_the_vertex():
+    n = np.logspace(3, 6, 7)
+    loss = (np.log10(n) - 4.5) ** 2 + 1.0  # vertex at 10^4.5
+    assert scaling.profile_optimum(n, loss) == (pytest.approx(10**4.5), True)
+    assert scaling.profile_optimum(n, -np.log10(n)) == (pytest.approx(1e6), False)  # best at the largest size
+    assert scaling.profile_optimum(n[::-1], np.log10(n[::-1])) == (pytest.approx(1e3), False)  # order-free
+    assert scaling.profile_optimum(n[:2], [2.0, 1.0]) == (pytest.approx(n[1]), False)  # 2 sizes: never interior
+    np.testing.assert_allclose(scaling.isoflop_parabola(n, loss), [1.0, -9.0, 21.25], atol=1e-9)
+
+
+def test_optima_table_and_exponents_per_seed():
+    import pandas as pd
+
+    rows = []
+    for seed, a in ((0, 0.5), (1, 0.4)):
+        for c in (1e9, 1e10, 1e11):
+            vertex = 4.0 + a * np.log10(c / 1e9)
+            for n in np.logspace(3, 6, 7):
+                rows.append({"method": "BC", "seed": seed, "budget": c, "N": n, "loss": (np.log10(n) - vertex) ** 2})
+    res = pd.DataFrame(rows)
+    opt = scaling.optima_table(res, "loss")
+    assert len(opt) == 6 and opt.interior.all() and (opt.sizes == 7).all()
+    ex = scaling.exponents(opt)
+    np.testing.assert_allclose(ex.a, [0.5, 0.4], atol=1e-6)
+    assert ex.interior.tolist() == [3, 3]
+    edge = scaling.exponents(scaling.optima_table(res[res.N <= 1e4], "loss"))  # every optimum at the largest size
+    assert np.isnan(edge.a).all() and edge.interior.tolist() == [0, 0]
+
+    empty = scaling.optima_table(res[res.N < 0], "loss")
+    assert empty.empty and list(empty.columns) == ["method", "seed", "budget", "n_opt", "interior", "sizes"]
+    assert empty[empty.interior].empty and empty[~empty.interior].budget.empty  # boolean masks work when empty
+    assert scaling.exponents(empty).empty and "a" in scaling.exponents(empty).columns

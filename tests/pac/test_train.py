@@ -131,3 +131,72 @@ def test_update_flops_and_steps_per_budget_per_method():
     assert experiment.steps_for_budget(1e6, 1e3, 100) == 1000
     assert experiment.steps_for_budget(1e6, 1e3, 300) == 900
     assert experiment.steps_for_budget(1e3, 1e3, 100) == 100  # at least one chunk
+
+
+def test_bc_runs_its_own_step_without_critic_or_target_work():
+    """The chunk a BC run compiles (experiment.train_chunk) costs what BC is charged (XLA's count within [1.0, 1.3] x
+    train_flops_per_sample("BC") x batch: encoder and policy decoder only) and far less than PAC's step; BC+Q and PAC
+    compile the full step."""
+    import pytest
+
+    from replicate.pac import experiment
+    from replicate.pac.perceiver import train_flops_per_sample
+
+    b = 32
+    net = make_config("s", obs_dim=24, action_dim=6, num_tasks=2, num_action_bins=21, num_value_bins=51)
+    pac = PACConfig(num_policy_samples=4)
+    tc = train.TrainConfig(batch_size=b)
+    model, s0 = train.init_state(net, pac, tc, jax.random.PRNGKey(0))
+    n = 256
+    data = {"obs": jnp.zeros((n, 24)), "next_obs": jnp.zeros((n, 24)), "obs_mask": jnp.ones((n, 24), bool),
+            "action": jnp.zeros((n, 6)), "action_mask": jnp.ones((n, 6), bool), "reward": jnp.zeros(n),
+            "discount": jnp.ones(n), "task": jnp.zeros(n, jnp.int32)}
+    flops = {}
+    for name, (a, cw) in {"BC": experiment.BC, "PAC": (0.75, 1.0), "BC+Q": (1.0, 1.0)}.items():
+        fn = experiment.train_chunk(model, pac, tc, 1, a, cw)
+        cost = fn.lower(s0, data, jax.random.PRNGKey(1), a, cw).cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        if not cost or "flops" not in cost:
+            pytest.skip("XLA cost analysis gives no FLOP count on this backend")
+        flops[name] = cost["flops"]
+    assert 1.0 <= flops["BC"] / (train_flops_per_sample(net, pac, "BC") * b) <= 1.3
+    assert flops["BC"] < 0.6 * flops["PAC"] and flops["BC+Q"] > 0.9 * flops["PAC"]
+    assert experiment.update_flops(experiment.FILTERED_BC, net, pac, tc, {}, {}) == train_flops_per_sample(
+        net, pac, "BC") * b
+
+
+def test_iql_trains_on_its_own_reward_scale_per_task():
+    """IQL's D4RL rescaling, 1000 / (max - min episode return), from each task's episodes (offline_peers.
+    iql_reward_scale); TD3+BC keeps the Perceiver's reward scale."""
+    from replicate.pac import experiment, offline_peers
+
+    merged = {"return_span": np.array([250.0, 800.0])}
+    tc = train.TrainConfig(reward_scale=0.25)
+    np.testing.assert_allclose(experiment.peer_reward_scale("IQL", merged, tc),
+                               [offline_peers.iql_reward_scale(np.array([0.0, 250.0])), 1000 / 800])
+    assert experiment.peer_reward_scale("TD3+BC", merged, tc) == 0.25
+
+
+def test_run_method_passes_each_peer_its_reward_scale(monkeypatch):
+    """run_method hands IQL its per-task D4RL scale and TD3+BC the Perceiver's, with the update count it was given."""
+    from replicate.pac import experiment, offline_peers
+
+    seen = {}
+
+    def fake_run(cfg, merged, metas, seed, **kw):
+        seen[offline_peers.method_name(cfg)] = (cfg.num_updates, kw["reward_scale"])
+        return {"steps": cfg.num_updates}
+
+    monkeypatch.setattr(offline_peers, "run", fake_run)
+    merged = {"obs": np.zeros((4, 3), np.float32), "action": np.zeros((4, 1), np.float32), "obs_dim": np.array([3, 2]),
+              "return_span": np.array([100.0, 400.0])}
+    net = make_config("tiny", obs_dim=3, action_dim=1, num_tasks=2, num_action_bins=5, num_value_bins=11, v_max=10.0)
+    peers = {"TD3+BC": offline_peers.TD3BCConfig(hidden=(8,)), "IQL": offline_peers.IQLConfig(hidden=(8,))}
+    tc = train.TrainConfig(reward_scale=0.25)
+    for m in ("TD3+BC", "IQL"):
+        row = experiment.run_method(m, merged, [], net, PACConfig(), tc, peers, 0, steps=300, eval_episodes=0,
+                                    action_repeat=4, chunk=100)
+        assert row["method"] == m and row["train_flops"] == row["flops_per_update"] * 300
+    assert seen["TD3+BC"] == (300, 0.25)
+    np.testing.assert_allclose(seen["IQL"][1], [10.0, 2.5])
+    assert seen["IQL"][0] == 300

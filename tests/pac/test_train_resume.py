@@ -134,11 +134,11 @@ def test_perceiver_run_checkpointed_and_resumed_equals_uninterrupted(tmp_path, m
     real = train.make_train_fn
     calls = []
 
-    def dying(model, pac_cfg, train_cfg, n, *a):  # calls: shapes, chunk 1 (checkpointed), chunk 2 (killed)
+    def dying(model, pac_cfg, train_cfg, n, *a, **kw):  # calls: shapes, chunk 1 (checkpointed), chunk 2 (killed)
         calls.append(n)
         if len(calls) == 3:
             raise KeyboardInterrupt("simulated kill")
-        return real(model, pac_cfg, train_cfg, n, *a)
+        return real(model, pac_cfg, train_cfg, n, *a, **kw)
 
     monkeypatch.setattr(train, "make_train_fn", dying)
     with pytest.raises(KeyboardInterrupt):

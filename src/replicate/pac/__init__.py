@@ -11,7 +11,8 @@ Network and objective:
 
 Data (notebook 30):
 
-- :mod:`replicate.pac.experts` -- SAC experts per task: training, quality-tier snapshots, loading (stage CLI)
+- :mod:`replicate.pac.experts` -- SAC experts per task: trained until flat, quality-tier snapshots, loading (stage CLI)
+- :mod:`replicate.pac.convergence` -- when a learning curve has flattened (experts' length, notebook 31's update counts)
 - :mod:`replicate.pac.collect` -- rolling expert snapshots out into mixed-quality per-task datasets
 - :mod:`replicate.pac.offline_data` -- the dataset: on-disk schema, validated I/O, tiers, multi-task mix
 - :mod:`replicate.pac.paths` -- where experts and datasets live
@@ -19,7 +20,7 @@ Data (notebook 30):
 Runs and results (notebooks 31, 32):
 
 - :mod:`replicate.pac.offline_peers` -- the offline-RL peers TD3+BC and IQL (same data, same evaluation)
-- :mod:`replicate.pac.experiment` -- one BC/PAC/peer run at a FLOP budget
+- :mod:`replicate.pac.experiment` -- one BC/filtered-BC/PAC/peer run (BC on its own step; IQL's reward scale)
 - :mod:`replicate.pac.scaling` -- isoFLOP and parametric fits (our procedure)
 - :mod:`replicate.pac.analysis` -- summaries and verdict rules of notebooks 30-32
 """

@@ -202,10 +202,15 @@ def tier_summary(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> l
     return rows
 
 
+#: Smallest expert-minus-random return gap the normalisation divides by (one return point; dm_control returns lie in
+#: [0, 1000]): a guard for tiers that are not separated (short smoke-profile experts), where the score means little.
+NORMALISATION_FLOOR = 1.0
+
+
 def normalised_return(ret: float | np.ndarray, expert_return: float, random_return: float):
     """Normalised score: expert = 1, random = 0 (our normalisation, common in offline RL; the paper's own
-    normalisation is unverified)."""
-    return (np.asarray(ret) - random_return) / max(expert_return - random_return, 1e-8)
+    normalisation is unverified); the gap is at least :data:`NORMALISATION_FLOOR`."""
+    return (np.asarray(ret) - random_return) / max(expert_return - random_return, NORMALISATION_FLOOR)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,7 +229,8 @@ def merge_tasks(datasets: list[tuple[Mapping[str, np.ndarray], Mapping[str, Any]
     ``obs_mean``/``obs_std``, shape (num_tasks, O_max)) and zero-padded to the widest task; actions are
     padded to the widest action. Masks say which entries are real. Returns a dict with keys
     ``obs, next_obs, obs_mask, action, action_mask, reward, discount, task, quality`` and the
-    per-task ``obs_dim``, ``action_dim``, ``obs_mean``, ``obs_std``.
+    per-task ``obs_dim``, ``action_dim``, ``obs_mean``, ``obs_std`` and ``return_span`` (max - min episode return of
+    the task's episodes: IQL's reward scale, :func:`replicate.pac.offline_peers.iql_reward_scale`).
     """
     if not datasets:
         raise DatasetError("merge_tasks: no datasets given")
@@ -235,6 +241,7 @@ def merge_tasks(datasets: list[tuple[Mapping[str, np.ndarray], Mapping[str, Any]
     act_dim = np.zeros(num_tasks, np.int32)
     mean = np.zeros((num_tasks, o_max), np.float32)
     std = np.ones((num_tasks, o_max), np.float32)
+    span = np.zeros(num_tasks, np.float64)
     keys = ("obs", "next_obs", "obs_mask", "action", "action_mask", "reward", "discount", "task", "quality")
     parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for arrays, meta in datasets:
@@ -243,6 +250,7 @@ def merge_tasks(datasets: list[tuple[Mapping[str, np.ndarray], Mapping[str, Any]
         mu = arrays["observations"].mean(0)
         sd = arrays["observations"].std(0) + 1e-3
         mean[t, :o], std[t, :o] = mu, sd
+        span[t] = float(np.ptp(arrays["episode_returns"]))
         n = len(arrays["rewards"])
         parts["obs"].append(pad_columns((arrays["observations"] - mu) / sd, o_max))
         parts["next_obs"].append(pad_columns((arrays["next_observations"] - mu) / sd, o_max))
@@ -259,7 +267,7 @@ def merge_tasks(datasets: list[tuple[Mapping[str, np.ndarray], Mapping[str, Any]
     out["obs_mask"] = out["obs_mask"].astype(bool)
     out["action_mask"] = out["action_mask"].astype(bool)
     out["task"] = out["task"].astype(np.int32)
-    out.update(obs_dim=obs_dim, action_dim=act_dim, obs_mean=mean, obs_std=std)
+    out.update(obs_dim=obs_dim, action_dim=act_dim, obs_mean=mean, obs_std=std, return_span=span)
     return out
 
 
@@ -290,6 +298,26 @@ def expert_only(arrays: Mapping[str, np.ndarray],
     new_id = np.cumsum(keep) - 1
     out["episode_ids"] = new_id[out["episode_ids"]].astype(np.int32)
     mix = {t: (int(meta["mix"].get(t, 0)) if t == meta["quality_names"][best] else 0) for t in meta["mix"]}
+    return out, {**meta, "mix": mix}
+
+
+def top_episodes(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any],
+                 fraction: float) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The ``fraction`` of one task's episodes with the highest return (at least one; ties broken by episode order),
+    as a dataset of their own: the data of *filtered BC*, notebook 31's positive control (BC on the best episodes,
+    chosen by return alone, not by tier). Episodes are renumbered; the meta keeps the source's normalisation
+    constants and its ``mix`` counts the kept episodes per tier."""
+    if not 0 < fraction <= 1:
+        raise DatasetError(f"top_episodes: fraction={fraction} must be in (0, 1] (FILTER_TOP)")
+    rets = np.asarray(arrays["episode_returns"], np.float64)
+    k = max(1, int(round(fraction * len(rets))))
+    keep = np.zeros(len(rets), bool)
+    keep[np.argsort(-rets, kind="stable")[:k]] = True
+    out = select_episodes(arrays, keep)
+    out["episode_ids"] = (np.cumsum(keep) - 1)[out["episode_ids"]].astype(np.int32)
+    names = list(meta["quality_names"])
+    kept_q = np.asarray(arrays["episode_quality"])[keep]
+    mix = {t: int((kept_q == names.index(t)).sum()) if t in names else 0 for t in meta["mix"]}
     return out, {**meta, "mix": mix}
 
 

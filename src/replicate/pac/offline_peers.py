@@ -623,19 +623,25 @@ def iql_reward_scale(episode_returns: np.ndarray) -> float:
     return 1000.0 / span
 
 
-def from_merged(merged: Mapping[str, np.ndarray], reward_scale: float = 1.0) -> dict[str, np.ndarray]:
+def from_merged(merged: Mapping[str, np.ndarray], reward_scale: float | np.ndarray = 1.0) -> dict[str, np.ndarray]:
     """Training arrays from :func:`replicate.pac.offline_data.merge_tasks`'s multi-task mix.
 
     The observations there are already standardised per task with ``std + 1e-3`` (TD3+BC's rule) and
-    padded; the task one-hot is appended; rewards are multiplied by ``reward_scale``.
+    padded; the task one-hot is appended; rewards are multiplied by ``reward_scale``: one factor, or one per task
+    (indexed by the task id; IQL's per-task rescaling, :func:`iql_reward_scale`).
     """
     num_tasks = len(merged["obs_dim"])
+    scale = np.asarray(reward_scale, np.float32)
+    if scale.ndim == 1:
+        if len(scale) != num_tasks:
+            raise ParameterError(f"reward_scale has {len(scale)} entries; the data have {num_tasks} task ids")
+        scale = scale[np.asarray(merged["task"])]
     return {
         "obs": with_task_onehot(np.asarray(merged["obs"], np.float32), merged["task"], num_tasks),
         "next_obs": with_task_onehot(np.asarray(merged["next_obs"], np.float32), merged["task"], num_tasks),
         "action": np.asarray(merged["action"], np.float32),
         "action_mask": np.asarray(merged["action_mask"], np.float32),
-        "reward": np.asarray(merged["reward"], np.float32) * reward_scale,
+        "reward": np.asarray(merged["reward"], np.float32) * scale,
         "discount": np.asarray(merged["discount"], np.float32),
     }
 
@@ -679,11 +685,12 @@ def run(
     *,
     eval_episodes: int,
     action_repeat: int,
-    reward_scale: float = 1.0,
+    reward_scale: float | np.ndarray = 1.0,
     eval_every: int = 0,
     chunk: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
     every_s: float = 600.0,
+    stop: Callable | None = None,
 ) -> dict[str, Any]:
     """One run of a peer, the counterpart of :func:`replicate.pac.experiment.run`: fresh networks from ``seed``,
     ``cfg.num_updates`` minibatch updates on :func:`from_merged` ``(merged, reward_scale)`` (in jitted scans of
@@ -691,7 +698,7 @@ def run(
     ``eval_episodes`` per task; none when 0). With ``eval_every > 0`` also after every ``eval_every`` updates
     (rounded up to a multiple of ``chunk``): the ``curve_eval*`` columns of :func:`replicate.pac.train.eval_curve`.
     The loop is :func:`replicate.pac.train.train_in_chunks` (with ``checkpoint_dir``: checkpointed at most every
-    ``every_s`` seconds, resumable).
+    ``every_s`` seconds, resumable; ``stop`` may end it early at an evaluation).
 
     The row holds ``method``, ``seed``, ``steps``, ``train_seconds``, ``train_flops`` (:func:`update_flops` x
     updates), ``finite`` (all losses finite), ``critic_loss_end`` / ``actor_loss_end`` (mean of the last 10 %
@@ -712,11 +719,13 @@ def run(
 
     state, metrics, seconds, curve = train.train_in_chunks(
         state, make_chunk, k_run, total, chunk=chunk, evaluate=evaluate_actor if eval_episodes > 0 else None,
-        tasks=[m["task"] for m in metas], eval_every=eval_every, checkpoint_dir=checkpoint_dir, every_s=every_s)
-    tail = max(1, total // 10)
+        tasks=[m["task"] for m in metas], eval_every=eval_every, checkpoint_dir=checkpoint_dir, every_s=every_s,
+        stop=stop)
+    done = len(metrics["critic_loss"])
+    tail = max(1, done // 10)
     row: dict[str, Any] = {
-        "method": method_name(cfg), "seed": seed, "steps": total, "train_seconds": seconds,
-        "train_flops": update_flops(cfg, obs_dim, act_dim) * total,
+        "method": method_name(cfg), "seed": seed, "steps": done, "train_seconds": seconds,
+        "train_flops": update_flops(cfg, obs_dim, act_dim) * done,
         "finite": bool(all(np.isfinite(v).all() for v in metrics.values())),
         "critic_loss_end": float(metrics["critic_loss"][-tail:].mean()),
         "actor_loss_end": float(metrics["actor_loss"][-tail:].mean()),

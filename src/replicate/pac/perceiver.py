@@ -26,7 +26,8 @@ modalities we have (proprioception and task identity; no images, no language):
    Because the action is only in the query, Q can be evaluated for many actions per state at the
    cost of one small cross-attention each (this is why the paper fuses the action late).
 
-Sizes are configurable from ``tiny`` (CI) to about the paper's smallest model (see :data:`SIZES`).
+Sizes are configurable from ``pico`` (notebook 32's isoFLOP grid at ``cpu``) and ``tiny`` (CI) to about the paper's
+smallest model (see :data:`SIZES`).
 The paper's models reach about 1B parameters (abstract); its model-size table (smallest model's
 latent count and width) could not be checked here, so the ``paper_s`` preset is an approximation in
 width/depth only (not verified), and our token count is tiny anyway. The numbers of action bins and
@@ -38,6 +39,9 @@ bins, 51 value atoms, as in notebooks 31/32 at ``cpu``; ``tests/pac`` checks thi
 ======== ======= ======= ===== ====== ==========
 size     d_model latents heads blocks parameters
 ======== ======= ======= ===== ====== ==========
+pico     8       2       1     1      5,712
+nano     16      2       2     1      17,496
+micro    24      4       2     1      35,472
 tiny     32      4       2     1      59,560
 xs       48      8       2     2      154,632
 s        64      8       4     2      267,592
@@ -136,10 +140,14 @@ class PerceiverConfig:
         return self.obs_dim + 1
 
 
-#: Size presets: (d_model, num_latents, num_heads, num_self_attention). ``tiny`` is for CI;
-#: ``xs``..``m`` for the CPU isoFLOP sweep; ``l``, ``xl`` for a GPU; ``paper_s`` is a guess at the width/depth of the
-#: paper's smallest model (its size table could not be retrieved: not verified).
+#: Size presets: (d_model, num_latents, num_heads, num_self_attention). ``pico``..``xs`` for the CPU isoFLOP sweep of
+#: notebook 32 (small enough that its compute-optimal size falls inside the grid at CPU budgets); ``tiny`` is also
+#: for CI and notebook 31; ``s``, ``m`` for larger CPU runs; ``l``, ``xl`` for a GPU; ``paper_s`` is a guess at the
+#: width/depth of the paper's smallest model (its size table could not be retrieved: not verified).
 SIZES: dict[str, dict[str, int]] = {
+    "pico": dict(d_model=8, num_latents=2, num_heads=1, num_self_attention=1),
+    "nano": dict(d_model=16, num_latents=2, num_heads=2, num_self_attention=1),
+    "micro": dict(d_model=24, num_latents=4, num_heads=2, num_self_attention=1),
     "tiny": dict(d_model=32, num_latents=4, num_heads=2, num_self_attention=1),
     "xs": dict(d_model=48, num_latents=8, num_heads=2, num_self_attention=2),
     "s": dict(d_model=64, num_latents=8, num_heads=4, num_self_attention=2),

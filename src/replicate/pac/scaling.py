@@ -37,6 +37,61 @@ def isoflop_optimum(n_params: Sequence[float], losses: Sequence[float], window: 
     return float(10 ** np.clip(vertex, x.min(), x.max()))
 
 
+def isoflop_parabola(n_params: Sequence[float], losses: Sequence[float]) -> np.ndarray | None:
+    """Coefficients ``(c2, c1, c0)`` of the parabola in ``log10 N`` fitted to a whole isoFLOP profile (for drawing it
+    and for :func:`profile_optimum`), or None with fewer than 3 points."""
+    x, y = np.log10(np.asarray(n_params, float)), np.asarray(losses, float)
+    if len(x) < 3:
+        return None
+    return np.polyfit(x, y, 2)
+
+
+def profile_optimum(n_params: Sequence[float], losses: Sequence[float]) -> tuple[float, bool]:
+    """``(N_opt, interior)`` of one isoFLOP profile: ``interior`` when its lowest loss is neither at the smallest nor
+    at the largest size (then ``N_opt`` is the vertex of :func:`isoflop_parabola`, kept inside the grid); at the grid
+    edge ``N_opt`` is that edge's size, which only bounds the true optimum (needs >= 3 sizes to be interior)."""
+    n = np.asarray(n_params, float)
+    y = np.asarray(losses, float)
+    order = np.argsort(n)
+    n, y = n[order], y[order]
+    best = int(np.argmin(y))
+    if len(n) < 3 or best in (0, len(n) - 1):
+        return float(n[best]), False
+    c2, c1, _ = isoflop_parabola(n, y)
+    if c2 <= 0:
+        return float(n[best]), True
+    vertex = float(np.clip(-c1 / (2 * c2), np.log10(n[0]), np.log10(n[-1])))
+    return float(10**vertex), True
+
+
+def optima_table(res, loss: str, by: Sequence[str] = ("method", "seed")):
+    """Per ``by`` group and budget: ``n_opt``, ``interior`` (:func:`profile_optimum`) and ``sizes`` (points in the
+    profile). ``res`` has one row per run with ``budget``, ``N`` and the ``loss`` column (untrained points already
+    dropped; no rows give an empty table with these columns)."""
+    import pandas as pd
+
+    rows = []
+    for keys, g in res.groupby([*by, "budget"], sort=True):
+        n_opt, interior = profile_optimum(g.N, g[loss])
+        rows.append({**dict(zip([*by, "budget"], keys)), "n_opt": n_opt, "interior": interior, "sizes": len(g)})
+    out = pd.DataFrame(rows, columns=[*by, "budget", "n_opt", "interior", "sizes"])
+    return out.astype({"budget": float, "n_opt": float, "interior": bool, "sizes": int})
+
+
+def exponents(optima, by: Sequence[str] = ("method", "seed")):
+    """Per ``by`` group of :func:`optima_table`: ``a`` of ``N_opt ~ C^a`` fitted to the interior optima only (NaN with
+    fewer than two budgets inside the grid) and ``interior`` (how many budgets were)."""
+    import pandas as pd
+
+    rows = []
+    for keys, g in optima.groupby(list(by), sort=True):
+        inside = g[g.interior]
+        a = power_law_exponent(inside.budget, inside.n_opt)[0] if inside.budget.nunique() >= 2 else float("nan")
+        rows.append({**dict(zip(by, keys if isinstance(keys, tuple) else (keys,))), "a": a,
+                     "interior": int(g.interior.sum())})
+    return pd.DataFrame(rows, columns=[*by, "a", "interior"]).astype({"a": float, "interior": int})
+
+
 def power_law_exponent(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     """Least-squares ``y = c x^a`` in log space; returns ``(a, c)``. Needs >= 2 distinct ``x``."""
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))

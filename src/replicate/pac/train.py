@@ -96,8 +96,8 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
     updates in ``lax.scan``. ``alpha`` and ``critic_weight`` are traced scalars (one compilation for
     BC = (1, 0), BC+Q (our label) = (1, 1), PAC = (alpha, 1) and any alpha sweep).
     ``bc_only=True`` compiles a plain BC step instead (encoder + policy decoder only; no target or
-    critic passes): the cheap baseline for throughput benchmarks; it gives the same gradients as
-    ``(alpha, critic_weight) = (1, 0)``.
+    critic passes, no target copy): the step BC runs (:func:`replicate.pac.experiment.train_chunk`) and the
+    baseline of the throughput benchmark; it gives the same gradients as ``(alpha, critic_weight) = (1, 0)``.
 
     ``metrics`` holds the per-step scalars of :func:`replicate.pac.losses.pac_loss` (arrays of length
     ``num_steps``).
@@ -127,8 +127,11 @@ def make_train_fn(model: PerceiverActorCritic, pac_cfg: PACConfig, train_cfg: Tr
         updates, opt_state = opt.update(grads, state.opt_state, (state.params, state.log_temperature))
         params, log_t = optax.apply_updates((state.params, state.log_temperature), updates)
         step = state.step + 1
-        copy = (step % pac_cfg.target_update_period) == 0
-        target = jax.tree_util.tree_map(lambda o, t: jnp.where(copy, o, t), params, state.target_params)
+        if bc_only:  # no target network in BC
+            target = state.target_params
+        else:
+            copy = (step % pac_cfg.target_update_period) == 0
+            target = jax.tree_util.tree_map(lambda o, t: jnp.where(copy, o, t), params, state.target_params)
         metrics = {k: v for k, v in aux.items() if not k.startswith("_")}
         return TrainState(params, target, log_t, opt_state, step), metrics
 
@@ -171,6 +174,7 @@ def train_in_chunks(
     eval_every: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
     every_s: float = 600.0,
+    stop: Callable[[list[tuple[int, dict[str, dict[str, float]]]]], bool] | None = None,
 ) -> tuple[Any, dict[str, np.ndarray], float, list[tuple[int, dict[str, dict[str, float]]]]]:
     """The offline training loop of BC, PAC (:func:`replicate.pac.experiment.run`) and the peers
     (:func:`replicate.pac.offline_peers.run`): ``steps`` updates in jitted chunks, evaluations in between,
@@ -184,8 +188,12 @@ def train_in_chunks(
     With ``checkpoint_dir`` the loop runs under :func:`replicate.resumable.run_chunks`: the training state,
     the metrics so far, the evaluations so far and the training seconds are saved with orbax at most every
     ``every_s`` seconds, and a re-run resumes after the last saved chunk with the same result as an
-    uninterrupted run. Returns the final state, the metrics (arrays of length ``steps``), the seconds spent
+    uninterrupted run. Returns the final state, the metrics (one value per update done), the seconds spent
     in the updates, and the evaluations ``[(updates done, {task: {...}}), ...]``.
+
+    With ``stop`` (e.g. :func:`replicate.pac.convergence.curve_is_flat` with its settings bound) the run ends early:
+    after each evaluation ``stop(evaluations so far)`` is asked, and once it says True the remaining chunks are
+    skipped (the state, metrics and curve end at that evaluation; a resumed run stops at the same point).
     """
     sizes, evals = chunk_schedule(steps, chunk, eval_every, evaluate=evaluate is not None)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
@@ -195,11 +203,21 @@ def train_in_chunks(
         "train": state,
         "metrics": {k: np.zeros(steps, s.dtype) for k, s in shapes.items()},
         "seconds": np.zeros((), np.float64),
+        "done": np.zeros((), np.int64),  # updates done (< steps only when ``stop`` ended the run)
+        "stopped": np.zeros((), bool),
     }
     if any(evals) and tasks:  # orbax saves no empty arrays
         init["evals"] = np.zeros((int(sum(evals)), len(tasks), 2))  # (evaluation, task, [return, normalised])
 
+    def points(evals_arr: np.ndarray, upto: int) -> list[tuple[int, dict[str, dict[str, float]]]]:
+        return [(int(offsets[i + 1]), {t: {"return": float(evals_arr[slots[i], j, 0]),
+                                           "normalised": float(evals_arr[slots[i], j, 1])}
+                                       for j, t in enumerate(tasks)})
+                for i in range(upto + 1) if evals[i]]
+
     def one_chunk(carry: dict[str, Any], i: int) -> dict[str, Any]:
+        if bool(carry["stopped"]):
+            return carry
         t0 = time.perf_counter()
         st, m = make_chunk(sizes[i])(carry["train"], jax.random.fold_in(key, int(offsets[i])))
         m = jax.device_get(m)
@@ -209,20 +227,22 @@ def train_in_chunks(
         metrics = {k: v.copy() for k, v in carry["metrics"].items()}
         for k, v in m.items():
             metrics[k][offsets[i] : offsets[i + 1]] = v
-        nxt = {**carry, "train": st, "metrics": metrics, "seconds": np.asarray(seconds, np.float64)}
+        nxt = {**carry, "train": st, "metrics": metrics, "seconds": np.asarray(seconds, np.float64),
+               "done": np.asarray(offsets[i + 1], np.int64)}
         if evals[i]:
             res = evaluate(st)
             if "evals" in nxt:
                 nxt["evals"] = nxt["evals"].copy()
                 nxt["evals"][slots[i]] = [[res[t]["return"], res[t]["normalised"]] for t in tasks]
+                if stop is not None and stop(points(nxt["evals"], i)):
+                    nxt["stopped"] = np.asarray(True)
         return nxt
 
     out = resumable.run_chunks(init, one_chunk, len(sizes), checkpoint_dir, every_s=every_s)
-    curve = [(int(offsets[i + 1]), {t: {"return": float(out["evals"][slots[i], j, 0]),
-                                        "normalised": float(out["evals"][slots[i], j, 1])}
-                                    for j, t in enumerate(tasks)})
-             for i in range(len(sizes)) if evals[i]]
-    return out["train"], out["metrics"], float(out["seconds"]), curve
+    done = int(out["done"])
+    last = int(np.searchsorted(offsets[1:], done))
+    curve = points(out["evals"], last) if "evals" in out else []
+    return out["train"], {k: v[:done] for k, v in out["metrics"].items()}, float(out["seconds"]), curve
 
 
 # ----------------------------------------------------------------------------------------------

@@ -209,15 +209,67 @@ def evaluate(agent: SAC, actor_params, env_fn: Callable[[int], Any], episodes: i
     return np.asarray(out)
 
 
+def run_steps(
+    agent: SAC,
+    state: SACState,
+    buf: Buffer,
+    env,
+    num_steps: int,
+    key: Array,
+    rng: np.random.Generator,
+    *,
+    start_step: int = 0,
+    obs: np.ndarray | None = None,
+    ep_ret: float = 0.0,
+) -> tuple[SACState, Buffer, Array, np.ndarray, float, list[dict[str, float]]]:
+    """``num_steps`` agent steps of SAC on ``env``: act (uniform random while the global step is within
+    ``cfg.warmup_steps``, then the stochastic policy), store every transition, and every ``update_every`` steps
+    run as many gradient updates (once the warm-up is over) in one jitted ``lax.scan``.
+
+    The global step counter starts after ``start_step`` (so warm-up and logging continue across calls); with
+    ``obs=None`` the environment is reset first, otherwise the episode in progress (``obs``, its return so far
+    ``ep_ret``) goes on. Returns the new state, buffer and key, the episode in progress (``obs``, ``ep_ret``) and a
+    log ``[{"step", "return"}, ...]`` of the episodes that ended.
+    """
+    cfg = agent.cfg
+    log: list[dict[str, float]] = []
+    chunk: list[tuple] = []
+    if obs is None:
+        obs, ep_ret = env.reset(), 0.0
+    end = start_step + num_steps
+    for t in range(start_step + 1, end + 1):
+        if t <= cfg.warmup_steps:
+            a = rng.uniform(-1, 1, env.action_dim).astype(np.float32)
+        else:
+            key, k = jax.random.split(key)
+            a = agent.act(state.actor, obs[None], k)[0]
+        st = env.step(a)
+        chunk.append((obs, a, st.reward, st.discount, st.obs))
+        ep_ret += st.reward
+        obs = st.obs
+        if st.last:
+            log.append({"step": t, "return": ep_ret})
+            obs, ep_ret = env.reset(), 0.0
+        if len(chunk) == cfg.update_every or t == end:
+            cols = [np.asarray(c, np.float32) for c in zip(*chunk)]
+            buf = buffer_add(buf, *cols)
+            n = len(chunk)
+            chunk = []
+            if t >= cfg.warmup_steps:
+                key, k = jax.random.split(key)
+                state, _ = agent.update_many(state, buf, k, n)
+    return state, buf, key, obs, ep_ret, log
+
+
 def train(
     env,
     total_steps: int,
     key: Array,
     cfg: SACConfig = SACConfig(),
     snapshot_steps: tuple[int, ...] = (),
-    log_every: int = 0,
 ) -> tuple[SAC, SACState, dict[int, Any], list[dict[str, float]]]:
-    """Train SAC on ``env`` (a :class:`replicate.rl.dmc.DMCEnv`) for ``total_steps`` agent steps.
+    """Train SAC on ``env`` (a :class:`replicate.rl.dmc.DMCEnv`) for ``total_steps`` agent steps in one go
+    (:func:`run_steps`; the resumable, evaluated loop of the PAC experts is :func:`replicate.pac.experts.train_expert`).
 
     Returns the agent, its final state, ``{step: actor params}`` snapshots (the final policy is
     always included under ``total_steps``) and a log of episode returns during training.
@@ -231,32 +283,13 @@ def train(
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     snaps: dict[int, Any] = {}
     log: list[dict[str, float]] = []
-    chunk: list[tuple] = []
-    obs, ep_ret = env.reset(), 0.0
-    for t in range(1, total_steps + 1):
-        if t <= cfg.warmup_steps:
-            a = rng.uniform(-1, 1, env.action_dim).astype(np.float32)
-        else:
-            key, k = jax.random.split(key)
-            a = agent.act(state.actor, obs[None], k)[0]
-        st = env.step(a)
-        chunk.append((obs, a, st.reward, st.discount, st.obs))
-        ep_ret += st.reward
-        obs = st.obs
-        if st.last:
-            log.append({"step": t, "return": ep_ret})
-            obs, ep_ret = env.reset(), 0.0
-        if len(chunk) == cfg.update_every or t == total_steps:
-            cols = [np.asarray(c, np.float32) for c in zip(*chunk)]
-            buf = buffer_add(buf, *cols)
-            n = len(chunk)
-            chunk = []
-            if t >= min(cfg.warmup_steps, total_steps // 2):
-                key, k = jax.random.split(key)
-                state, _ = agent.update_many(state, buf, k, n)
-        if t in snapshot_steps:
-            snaps[t] = jax.device_get(state.actor)
-    snaps[total_steps] = jax.device_get(state.actor)
+    done, obs, ep_ret = 0, None, 0.0
+    for stop in sorted({int(s) for s in snapshot_steps if 0 < s < total_steps} | {total_steps}):
+        state, buf, key, obs, ep_ret, part = run_steps(agent, state, buf, env, stop - done, key, rng,
+                                                       start_step=done, obs=obs, ep_ret=ep_ret)
+        log += part
+        done = stop
+        snaps[stop] = jax.device_get(state.actor)
     return agent, state, snaps, log
 
 
