@@ -28,6 +28,11 @@ def all_notebooks(root: Path) -> list[str]:
     return sorted(p.stem for p in (root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+def fmt_wall(seconds: float) -> str:
+    """A wall time as people read it: ``"42 s"`` under a minute, else ``"12.5 min"``."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def timings_table(metrics_dir: Path, notebooks: Sequence[str]) -> str:
     """Markdown table of each notebook's committed run: profile, wall time (``run.wall_time_s``) and whether the
     run record is clean, with the total: the cost of ``make repro``."""
@@ -40,7 +45,7 @@ def timings_table(metrics_dir: Path, notebooks: Sequence[str]) -> str:
         run = json.loads(path.read_text(encoding="utf-8")).get("run", {}) if path.exists() else {}
         wall = run.get("wall_time_s")
         total += wall or 0.0
-        when = "—" if wall is None else (f"{wall:.0f} s" if wall < 60 else f"{wall / 60:.1f} min")
+        when = "—" if wall is None else fmt_wall(wall)
         clean = {True: "no (dirty)", False: "yes", None: "—"}[run.get("git_dirty")]
         lines.append(f"| [`{stem}`](reports/{stem}.ipynb) | {run.get('profile', '—')} | {when} | {clean} |")
     lines.append(f"| **total** | | **{total / 3600:.1f} h** ({total:.0f} s) | |")
@@ -61,7 +66,7 @@ def generated(root: Path) -> tuple[str, str]:
     metrics_dir, stems = root / "data" / "metrics", verdicts.paper_notebooks(root)
     stale = verdicts.stale_stages(root)
     readme = (root / "README.md").read_text(encoding="utf-8")
-    readme = verdicts.render_readme(readme, verdicts.counts_table(metrics_dir, stems, stale))
+    readme = render_block(readme, verdicts.BEGIN, verdicts.END, verdicts.counts_table(metrics_dir, stems, stale))
     readme = render_block(readme, TIMES_BEGIN, TIMES_END, timings_table(metrics_dir, all_notebooks(root)))
     return readme, verdicts.claims_page(metrics_dir, stems, stale)
 

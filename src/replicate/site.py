@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
+from replicate import readme
+
 SITE_DIR = "_site"
 FRONT_PAGE = "README.md"
 #: Markdown sources rendered as pages (globs relative to the repository root).
@@ -159,8 +161,7 @@ def _run_record(meta: dict) -> str:
         return "no run record (not produced by the pipeline)"
     parts = [f"profile <b>{html.escape(str(run.get('profile', '?')))}</b>"]
     if run.get("wall_time_s") is not None:
-        wall = float(run["wall_time_s"])
-        parts.append(f"wall time {wall:.0f} s" if wall < 60 else f"wall time {wall / 60:.1f} min")
+        parts.append(f"wall time {readme.fmt_wall(float(run['wall_time_s']))}")
     device = run.get("device", {})
     if isinstance(device, dict) and device.get("backend"):
         parts.append(f"on {html.escape(str(device['backend']))}")
