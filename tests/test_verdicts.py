@@ -89,6 +89,17 @@ def test_readme_table_from_metrics(tmp_path):
                                                                           "git_dirty": False}}))
     times = readme_blocks.timings_table(tmp_path, ["00_e", "13_z"])
     assert "| cpu | 1.5 min | yes |" in times and "**0.0 h** (90 s)" in times
+    # A stage without a notebook (the PAC experts) comes before the notebook it feeds, its summaries' time summed.
+    data = tmp_path / "data"
+    (data / "metrics").mkdir(parents=True)
+    (data / "metrics" / "30_pac_datasets.json").write_text(json.dumps({"metrics": {}, "run": {"profile": "cpu",
+                                                                                              "wall_time_s": 10.0}}))
+    for task, sec in (("a", 100.0), ("b", 50.0)):
+        (data / "pac" / "experts" / "cpu" / task).mkdir(parents=True)
+        (data / "pac" / "experts" / "cpu" / task / "summary.json").write_text(json.dumps({"train_seconds": sec}))
+    times = readme_blocks.timings_table(data / "metrics", ["00_e", "30_pac_datasets"]).splitlines()
+    assert times[3].startswith("| `pac_experts`") and "| cpu | 2.5 min |" in times[3]
+    assert times[4].startswith("| [`30_pac_datasets`]") and "(160 s)" in times[-1]
     counts = verdicts.verdict_counts(tmp_path, ["11_x", "12_y", "13_z"])
     assert counts == {"RECODE": {"reproduced": 0, "partly": 1, "not reproduced at this scale": 0, "inconclusive": 0,
                                  verdicts.PENDING: 0}}

@@ -33,14 +33,38 @@ def fmt_wall(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
+#: Stages that are not notebooks, so have no run record: name -> (the notebook they feed, a glob under ``data/`` of
+#: JSON summaries, with ``{profile}``, whose ``train_seconds`` add up to the stage's compute time).
+NON_NOTEBOOK_STAGES = {"pac_experts": ("30_pac_datasets", "pac/experts/{profile}/*/summary.json")}
+
+
+def stage_seconds(data_dir: Path, stage: str, profile: str) -> float | None:
+    """Summed ``train_seconds`` of a :data:`NON_NOTEBOOK_STAGES` stage's committed summaries (None: none)."""
+    import json
+
+    paths = sorted(data_dir.glob(NON_NOTEBOOK_STAGES[stage][1].format(profile=profile)))
+    return sum(float(json.loads(p.read_text(encoding="utf-8"))["train_seconds"]) for p in paths) if paths else None
+
+
 def timings_table(metrics_dir: Path, notebooks: Sequence[str]) -> str:
     """Markdown table of each notebook's committed run: profile, wall time (``run.wall_time_s``) and whether the
-    run record is clean, with the total: the cost of ``make repro``."""
+    run record is clean, with the total: the cost of ``make repro``. A :data:`NON_NOTEBOOK_STAGES` stage comes
+    before the notebook it feeds, with its summed training time at that notebook's profile (it writes no run
+    record, so its provenance is the commit that added its outputs)."""
     import json
 
     lines = ["| notebook | profile | wall time | run from a clean commit |", "|---|---|---|---|"]
     total = 0.0
     for stem in notebooks:
+        for stage, (feeds, _) in NON_NOTEBOOK_STAGES.items():
+            path = metrics_dir / f"{feeds}.json"
+            run = json.loads(path.read_text(encoding="utf-8")).get("run", {}) if path.exists() else {}
+            profile = run.get("profile")
+            seconds = stage_seconds(metrics_dir.parent, stage, profile) if feeds == stem and profile else None
+            if seconds is not None:
+                total += seconds
+                lines.append(f"| `{stage}` (stage, no notebook) | {profile} | {fmt_wall(seconds)} | "
+                             "— (no run record; see its commit) |")
         path = metrics_dir / f"{stem}.json"
         run = json.loads(path.read_text(encoding="utf-8")).get("run", {}) if path.exists() else {}
         wall = run.get("wall_time_s")
