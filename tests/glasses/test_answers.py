@@ -200,13 +200,23 @@ def test_copy_rows_on_the_papers_outcomes_and_on_a_model_that_always_answers_one
     assert [r["verdict"] for r in rows] == [REP] * 6
     assert "[10," not in rows[0]["ours"] and "50, 100" not in rows[0]["ours"]  # judged at the paper's lengths only
     ones = answers.copy_rows(_copy_results(lambda t, n: t == "first" and n < 100, lengths), "few_shot", "f.png")
-    # right at 10 and 50 only (below the paper's lengths): no horizon, nothing fixed, nothing delayed
-    assert [r["verdict"] for r in ones] == [NOT] * 6
+    # right at 10 and 50 only (below the paper's lengths): no horizon, nothing fixed; first-vs-last is judged (the
+    # first digit's short-length copies pass its capability control), Fig 11's is not: no prompt ever copies the
+    # last digit, a floor where no delay can show
+    assert [r["verdict"] for r in ones] == [NOT] * 5 + [INC]
+    assert [c["passed"] for c in ones[2]["controls"]] == [True, True] and not ones[5]["controls"][-1]["passed"]
+    last_short = answers.copy_rows(_copy_results(lambda t, n: t in ("first", "last") and n < 100, lengths),
+                                   "few_shot", "f.png")
+    assert last_short[5]["verdict"] == NOT and last_short[5]["controls"][-1]["passed"]  # the floor is left: judged
+    assert verdicts.recompute(ones[2]) == NOT  # the threshold row re-derives from its evidence and controls
+    never = answers.copy_rows(_copy_results(lambda t, n: False, lengths), "few_shot", "f.png")
+    assert [r["verdict"] for r in never] == [NOT, NOT, INC, NOT, NOT, INC]  # the comparisons sit at the floor
+    assert verdicts.recompute(never[2]) == INC
     unparsed = answers.copy_rows(_copy_results(answers.paper_copy_outcome, lengths, parsed=False), "few_shot", "f.png")
     assert all(r["verdict"] == INC for r in unparsed) and not unparsed[0]["controls"][0]["passed"]
     short = answers.copy_rows(_copy_results(lambda t, n: True, [10]), "few_shot", "f.png")
     assert all(r["verdict"] == INC for r in short)  # no paper length run (the smoke profile)
-    verdicts.check_rows(rows + ones + unparsed + short)
+    verdicts.check_rows(rows + ones + last_short + never + unparsed + short)
 
 
 def test_count_rows():

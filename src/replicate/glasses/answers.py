@@ -160,6 +160,18 @@ def format_control(results: pd.DataFrame, condition: str, task_names: Sequence[s
                             FORMAT_MIN)
 
 
+def copy_capability_control(results: pd.DataFrame, condition: str, task_names: Sequence[str]) -> dict:
+    """Positive control of a *comparative* copy row (one prompt easier than, or failing later than, another): the
+    model copies correctly with at least one of ``task_names`` at some length run, the short lengths below the
+    paper's included. Then prompt, parsing and model can register the correct copies the comparison needs; a model
+    wrong with every compared prompt at every length sits at the floor, where no ordering of the prompts can show,
+    and the row is inconclusive."""
+    sub = results[(results.condition == condition) & results.task.isin(list(task_names))]
+    n = int(sub.correct.sum()) if len(sub) else 0
+    return verdicts.control(f"correct copies with {' / '.join(task_names)} at any length run (count)", n >= 1,
+                            float(n), 1.0)
+
+
 def every_length_label(correct: Mapping[int, bool], controls: Sequence[Mapping] = ()) -> str:
     """Correct at every paper length run: reproduced; at some: partly; at none: not reproduced; no paper length run
     or a failed control: inconclusive."""
@@ -366,12 +378,13 @@ def copy_rows(results: pd.DataFrame, condition: str, figure: str, *, model: str 
              "everywhere: no horizon; or right beyond): not reproduced; no length on one side or the format control "
              "failed: inconclusive"))
     both = sorted(set(at["first"]) & set(at["last"]))
-    c = ctrl(["first", "last"])
+    c = ctrl(["first", "last"]) + [copy_capability_control(results, condition, ["first", "last"])]
     diffs = [float(at["first"][n]) - float(at["last"][n]) for n in both]
     claim = "Fig 2a: copying the first digit is easier than copying the last"
     rule = ("per paper length, correct(first) − correct(last) (1, 0 or −1; lengths pair the two prompts); its 95% "
             "t-interval over lengths entirely above 0: reproduced; mean above 0 only: partly; mean at or below 0: not "
-            "reproduced; < 2 lengths or the format control failed: inconclusive")
+            "reproduced; < 2 lengths, the format control failed, or no correct copy with either prompt at any "
+            "length run (a floor: the capability control): inconclusive")
     paper = "Fig. 2a (notes §2), Gemini 1.5: first correct at 9 of 9 lengths 100–500, last at 4 of 9"
     if diffs:
         label, evidence = verdicts.threshold(diffs, 0.0, metric="correct(first) − correct(last) per length", controls=c)
@@ -398,7 +411,8 @@ def copy_rows(results: pd.DataFrame, condition: str, figure: str, *, model: str 
         rule="at Fig. 2's lengths (binary plot: no reading error): both sequences correct at every length: "
              "reproduced; either correct at some length where the plain last-digit prompt is wrong: partly; otherwise "
              "not reproduced; none run or the format control failed: inconclusive"))
-    c = ctrl(["last_type1", "last_type2"], FIG11_LENGTHS)
+    c = ctrl(["last_type1", "last_type2"], FIG11_LENGTHS) + [
+        copy_capability_control(results, condition, ["last", "last_type1", "last_type2"])]
     def fails_text(correct):
         f = fails_from(correct)
         return f"fails from {f}" if f is not None else ("right at its longest length" if correct else "not run")
@@ -414,7 +428,8 @@ def copy_rows(results: pd.DataFrame, condition: str, figure: str, *, model: str 
              "on 100–500, Types 1/2 on Fig. 11's 100–1500; binary plots: no reading error). Both types fail from a "
              "longer length than Fig. 2's prompt and are wrong at their longest length: reproduced; one type fails "
              "later: partly; neither: not reproduced; Fig. 2's prompt never failing (nothing to delay), a type not "
-             "run, or the format control failed: inconclusive"))
+             "run, the format control failed, or no correct last-digit copy with any of the three prompts at any "
+             "length run (a floor: nothing fails later; the capability control): inconclusive"))
     return rows
 
 
