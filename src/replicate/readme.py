@@ -56,11 +56,11 @@ def timings_table(metrics_dir: Path, notebooks: Sequence[str]) -> str:
     lines = ["| notebook | profile | wall time | run from a clean commit |", "|---|---|---|---|"]
     total = 0.0
     for stem in notebooks:
-        for stage, (feeds, _) in NON_NOTEBOOK_STAGES.items():
-            path = metrics_dir / f"{feeds}.json"
+        for stage in (s for s, (feeds, _) in NON_NOTEBOOK_STAGES.items() if feeds == stem):
+            path = metrics_dir / f"{stem}.json"
             run = json.loads(path.read_text(encoding="utf-8")).get("run", {}) if path.exists() else {}
             profile = run.get("profile")
-            seconds = stage_seconds(metrics_dir.parent, stage, profile) if feeds == stem and profile else None
+            seconds = stage_seconds(metrics_dir.parent, stage, profile) if profile else None
             if seconds is not None:
                 total += seconds
                 lines.append(f"| `{stage}` (stage, no notebook) | {profile} | {fmt_wall(seconds)} | "
