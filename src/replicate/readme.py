@@ -56,17 +56,15 @@ def timings_table(metrics_dir: Path, notebooks: Sequence[str]) -> str:
     lines = ["| notebook | profile | wall time | run from a clean commit |", "|---|---|---|---|"]
     total = 0.0
     for stem in notebooks:
-        for stage in (s for s, (feeds, _) in NON_NOTEBOOK_STAGES.items() if feeds == stem):
-            path = metrics_dir / f"{stem}.json"
-            run = json.loads(path.read_text(encoding="utf-8")).get("run", {}) if path.exists() else {}
-            profile = run.get("profile")
-            seconds = stage_seconds(metrics_dir.parent, stage, profile) if profile else None
+        path = metrics_dir / f"{stem}.json"
+        run = json.loads(path.read_text(encoding="utf-8")).get("run", {}) if path.exists() else {}
+        profile = run.get("profile")
+        for stage in (s for s, (feeds, _) in NON_NOTEBOOK_STAGES.items() if feeds == stem and profile):
+            seconds = stage_seconds(metrics_dir.parent, stage, profile)
             if seconds is not None:
                 total += seconds
                 lines.append(f"| `{stage}` (stage, no notebook) | {profile} | {fmt_wall(seconds)} | "
                              "— (no run record; see its commit) |")
-        path = metrics_dir / f"{stem}.json"
-        run = json.loads(path.read_text(encoding="utf-8")).get("run", {}) if path.exists() else {}
         wall = run.get("wall_time_s")
         total += wall or 0.0
         when = "—" if wall is None else fmt_wall(wall)
